@@ -41,6 +41,7 @@ class Settings:
     decode_timeout_s: float = 60.0
     temperature: float = 0.0
     allow_network: bool = False
+    offline: bool = False
     confidence_threshold: float = 0.5
     remote_url: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)

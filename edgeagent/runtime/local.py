@@ -1,0 +1,369 @@
+"""Local inference through llama.cpp: load a GGUF, render its chat template, decode with bounds.
+
+The decode loop is our own (not ``Llama.create_completion``) so that every generation is bounded
+in tokens *and* wall-clock time, a grammar constraint can mask logits and fast-forward forced
+tokens in one batch, and the log-probabilities of the freely chosen tokens are kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edgeagent.config import Settings
+from edgeagent.errors import GenerationLimitError, RuntimeLoadError
+from edgeagent.runtime.chat_template import ChatTemplate, template_for_model
+
+
+def physical_cores() -> int:
+    """Physical cores (llama.cpp is slower with hyper-threads), at least 1."""
+    import psutil
+
+    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+class TokenConstraint(Protocol):
+    """What the decode loop needs from a grammar engine (see ``edgeagent.grammar.engine``)."""
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar forces next; they are evaluated in one batch, not sampled."""
+
+    def allowed(self) -> np.ndarray | None:
+        """Boolean mask over the vocabulary of tokens allowed next (None: no constraint)."""
+
+    def consume(self, token: int) -> None:
+        """Advance the grammar by one token."""
+
+    def is_finished(self) -> bool:
+        """True when the grammar admits nothing more (the output is complete)."""
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """One output token: its log-probability, and the margin over the runner-up when sampled."""
+
+    token: int
+    text: str
+    logprob: float
+    margin: float
+    forced: bool
+
+
+@dataclass
+class Generation:
+    """The outcome of one bounded decode, with its timings."""
+
+    text: str
+    finish_reason: str  # "stop" | "length" | "timeout" | "grammar" | "repetition"
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    output_tokens: int
+    ttft_s: float
+    total_s: float
+    choices: list[TokenChoice] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Output tokens per second after the first token."""
+        decode_s = self.total_s - self.ttft_s
+        if self.output_tokens <= 1 or decode_s <= 0:
+            return 0.0
+        return (self.output_tokens - 1) / decode_s
+
+    @property
+    def sampled(self) -> list[TokenChoice]:
+        """The tokens the model chose freely (not forced by a grammar)."""
+        return [c for c in self.choices if not c.forced]
+
+
+def _is_looping(tokens: list[int], min_repeats: int = 4, max_period: int = 16) -> bool:
+    """True when the tail of ``tokens`` is one short cycle repeated ``min_repeats`` times."""
+    for period in range(1, max_period + 1):
+        span = period * min_repeats
+        if len(tokens) < span:
+            return False
+        tail = tokens[-span:]
+        if all(tail[i] == tail[i % period] for i in range(span)):
+            return True
+    return False
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    peak = float(logits.max())
+    shifted = logits - peak
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+class LocalModel:
+    """A GGUF model loaded in llama.cpp, with its chat template and a bounded decode loop."""
+
+    def __init__(self, path: str | Path, settings: Settings, *, n_ctx: int | None = None) -> None:
+        from edgeagent.runtime.gguf_info import check_gguf_file
+
+        self.path = Path(path)
+        check_gguf_file(self.path)
+        self.settings = settings
+        self.n_threads = settings.n_threads or physical_cores()
+        started = time.perf_counter()
+        self._llm = self._load(n_ctx or settings.n_ctx)
+        self.load_s = time.perf_counter() - started
+        self.n_vocab = self._llm.n_vocab()
+        self.n_ctx = self._llm.n_ctx()
+        self.metadata = dict(self._llm.metadata)
+        self.eos_token = self._llm.token_eos()
+        self.template = self._make_template()
+
+    def _load(self, n_ctx: int):
+        import llama_cpp
+
+        gpu_layers = self.settings.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
+        try:
+            return llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                n_gpu_layers=gpu_layers,
+                n_batch=512,
+                seed=0,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RuntimeLoadError(
+                f"llama.cpp could not load {self.path.name}: {exc}",
+                "check the file with `edgeagent models info PATH`; re-download it if it is damaged",
+            ) from exc
+
+    def _make_template(self) -> ChatTemplate:
+        meta = self.metadata
+        return template_for_model(
+            meta.get("tokenizer.chat_template"),
+            architecture=meta.get("general.architecture"),
+            name=meta.get("general.name"),
+            bos_token=self.token_text(self._llm.token_bos()),
+            eos_token=self.token_text(self.eos_token),
+        )
+
+    @property
+    def llama(self):
+        """The underlying ``llama_cpp.Llama`` (for engines that need its vocabulary)."""
+        return self._llm
+
+    @property
+    def gpu_offload(self) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload()) and self.settings.n_gpu_layers != 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the model file for caches: name, size and modification time."""
+        stat = self.path.stat()
+        return f"{self.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+
+    def token_text(self, token: int) -> str:
+        """The text of one token, special tokens included."""
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token: int) -> bool:
+        import llama_cpp
+
+        return token == self.eos_token or bool(
+            llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token)
+        )
+
+    def render(self, messages: Sequence, *, add_generation_prompt: bool = True, tools=None) -> str:
+        """The prompt text for a conversation in the model's chat template."""
+        return self.template.render(
+            messages, add_generation_prompt=add_generation_prompt, tools=tools
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of a rendered prompt; BOS is added unless the template already wrote it."""
+        bos_text = self.template.bos_token
+        add_bos = not (bos_text and text.startswith(bos_text))
+        if self.metadata.get("tokenizer.ggml.add_bos_token") == "false":
+            add_bos = False
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    # ---- the decode loop -------------------------------------------------------------------
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep the KV cells of the longest common prefix; returns how many tokens are reused."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        common = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # always evaluate one token to get fresh logits
+        if common < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, common, -1):
+            common = 0  # some caches (e.g. sliding-window) cannot drop a tail: start over
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = common
+        return common
+
+    def _eval(self, tokens: Sequence[int], deadline: float) -> None:
+        """Evaluate tokens in batches, checking the deadline between batches."""
+        llm = self._llm
+        for start in range(0, len(tokens), llm.n_batch):
+            if time.perf_counter() > deadline:
+                raise GenerationLimitError(
+                    "the prompt took longer than the time limit to evaluate",
+                    "shorten the prompt or raise decode_timeout_s",
+                )
+            llm.eval(list(tokens[start : start + llm.n_batch]))
+
+    def _last_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float32)
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        *,
+        max_tokens: int | None = None,
+        timeout_s: float | None = None,
+        temperature: float | None = None,
+        constraint: TokenConstraint | None = None,
+        on_text: Callable[[str], None] | None = None,
+        seed: int | None = None,
+        repeat_penalty: float = 1.0,
+    ) -> Generation:
+        """Decode from ``prompt`` until end of generation, the grammar ends, or a bound is hit."""
+        started = time.perf_counter()
+        max_tokens = max_tokens or self.settings.max_tokens
+        timeout_s = timeout_s or self.settings.decode_timeout_s
+        temperature = self.settings.temperature if temperature is None else temperature
+        deadline = started + timeout_s
+        tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        if not tokens:
+            raise GenerationLimitError("the prompt is empty", "give the model something to read")
+        if len(tokens) + max_tokens > self.n_ctx:
+            raise GenerationLimitError(
+                f"the prompt ({len(tokens)} tokens) plus {max_tokens} output tokens exceeds the "
+                f"context of {self.n_ctx} tokens; nothing was truncated",
+                "shorten the conversation, use fewer tools, or raise n_ctx",
+            )
+        rng = np.random.default_rng(seed)
+        cached = self._reuse_prefix(tokens)
+        self._eval(tokens[cached:], deadline)
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pieces: list[str] = []
+        choices: list[TokenChoice] = []
+        ttft = 0.0
+        finish = "length"
+
+        def emit(token: int, logprob: float, margin: float, forced: bool) -> None:
+            nonlocal ttft
+            text = decoder.decode(self._llm.detokenize([token], special=False))
+            if not ttft:
+                ttft = time.perf_counter() - started
+            pieces.append(text)
+            choices.append(TokenChoice(token, text, logprob, margin, forced))
+            if on_text and text:
+                on_text(text)
+
+        while len(choices) < max_tokens:
+            if time.perf_counter() > deadline:
+                finish = "timeout"
+                break
+            if constraint is not None:
+                forced = constraint.forced_tokens()[: max_tokens - len(choices)]
+                if forced:
+                    for token in forced:
+                        constraint.consume(token)
+                        emit(token, 0.0, math.inf, True)
+                    self._eval(forced, deadline)
+                    if constraint.is_finished():
+                        finish = "grammar"
+                        break
+                    continue
+            recent = [c.token for c in choices[-64:]]
+            token, logprob, margin = self._sample(
+                constraint,
+                temperature,
+                rng,
+                recent if repeat_penalty != 1.0 else (),
+                repeat_penalty,
+            )
+            if token is None or self.is_end_of_generation(token):
+                finish = "stop"
+                break
+            if constraint is not None:
+                constraint.consume(token)
+            emit(token, logprob, margin, False)
+            if constraint is not None and constraint.is_finished():
+                finish = "grammar"
+                break
+            if constraint is None and _is_looping([c.token for c in choices]):
+                finish = "repetition"
+                break
+            self._eval([token], deadline)
+        pieces.append(decoder.decode(b"", final=True))
+        total = time.perf_counter() - started
+        return Generation(
+            text="".join(pieces),
+            finish_reason=finish,
+            prompt_tokens=len(tokens),
+            cached_prompt_tokens=cached,
+            output_tokens=len(choices),
+            ttft_s=ttft or total,
+            total_s=total,
+            choices=choices,
+        )
+
+    def _sample(
+        self,
+        constraint: TokenConstraint | None,
+        temperature: float,
+        rng,
+        recent: Sequence[int] = (),
+        repeat_penalty: float = 1.0,
+    ) -> tuple[int | None, float, float]:
+        """Pick the next token under the mask: greedy at temperature 0, else softmax sampling."""
+        logits = self._last_logits()
+        if recent:
+            seen = np.fromiter(set(recent), dtype=np.int64)
+            values = logits[seen]
+            logits[seen] = np.where(values > 0, values / repeat_penalty, values * repeat_penalty)
+        mask = constraint.allowed() if constraint is not None else None
+        if mask is not None:
+            if not mask.any():
+                return None, 0.0, 0.0
+            logits = np.where(mask[: self.n_vocab], logits, -np.inf)
+        logprobs = _log_softmax(logits)
+        if temperature <= 0:
+            token = int(np.argmax(logprobs))
+        else:
+            scaled = np.exp(_log_softmax(logits / temperature))
+            token = int(rng.choice(self.n_vocab, p=scaled / scaled.sum()))
+        chosen = float(logprobs[token])
+        logprobs[token] = -np.inf
+        runner_up = float(logprobs.max())
+        margin = chosen - runner_up if math.isfinite(runner_up) else math.inf
+        return token, chosen, margin
+
+    def chat(self, messages: Sequence, **kwargs) -> Generation:
+        """Render ``messages`` with the chat template and generate the assistant's reply."""
+        return self.generate(self.render(messages), **kwargs)
+
+    def close(self) -> None:
+        """Free the llama.cpp context now rather than at garbage collection."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
