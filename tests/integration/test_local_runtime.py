@@ -1,0 +1,86 @@
+"""The llama.cpp runtime on the two real tiny models: templates, bounds, streaming, prefix reuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeagent.config import load_settings
+from edgeagent.errors import GenerationLimitError, ModelFileError
+from edgeagent.runtime.local import LocalModel, _is_looping
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_path):
+    model = LocalModel(tiny_model_path, load_settings(n_ctx=512))
+    yield model
+    model.close()
+
+
+def test_template_family_and_markers(loaded):
+    prompt = loaded.render([{"role": "user", "content": "hi"}])
+    if loaded.template.family == "chatml":
+        assert prompt.endswith("<|im_start|>assistant\n")
+        assert loaded.template.from_gguf
+    else:
+        assert loaded.template.family == "gemma"
+        assert not loaded.template.from_gguf  # this GGUF has no template: the family fallback
+        assert prompt.startswith("<bos><start_of_turn>user\nhi<end_of_turn>")
+        assert prompt.endswith("<start_of_turn>model\n")
+    # the BOS token is never doubled
+    tokens = loaded.tokenize(prompt)
+    bos = loaded.llama.token_bos()
+    assert tokens[:2].count(bos) <= 1
+
+
+def test_generation_is_bounded_and_streams(loaded):
+    streamed: list[str] = []
+    gen = loaded.chat(
+        [{"role": "user", "content": "Count from one to fifty in words."}],
+        max_tokens=12,
+        on_text=streamed.append,
+    )
+    assert gen.output_tokens <= 12
+    assert gen.finish_reason in {"length", "stop", "repetition"}
+    assert "".join(streamed) == gen.text
+    assert gen.ttft_s > 0 and gen.total_s >= gen.ttft_s
+    assert len(gen.choices) == gen.output_tokens
+    assert all(c.logprob <= 0 for c in gen.choices)
+
+
+def test_wall_clock_bound(loaded):
+    gen = loaded.chat(
+        [{"role": "user", "content": "Tell me a long story."}], max_tokens=200, timeout_s=0.05
+    )
+    assert gen.finish_reason == "timeout"
+    assert gen.output_tokens < 200
+
+
+def test_prefix_kv_is_reused_across_calls(loaded):
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say yes."},
+    ]
+    loaded.chat(messages, max_tokens=2)
+    messages[-1] = {"role": "user", "content": "Say no."}
+    second = loaded.chat(messages, max_tokens=2)
+    assert second.cached_prompt_tokens >= 5
+
+
+def test_context_overflow_is_refused_not_truncated(loaded):
+    with pytest.raises(GenerationLimitError, match="exceeds the context"):
+        loaded.generate("word " * 600, max_tokens=16)
+
+
+def test_broken_file_never_reaches_llama(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 20)
+    with pytest.raises(ModelFileError):
+        LocalModel(bad, load_settings())
+
+
+def test_loop_detector():
+    assert _is_looping([5, 6, 7] * 4)
+    assert _is_looping([9] * 4)
+    assert not _is_looping([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])

@@ -1,0 +1,118 @@
+"""The command line: lazy imports, one-line errors for bad input, JSON contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edgeagent.cli import cli
+from tests.conftest import TEST_MODELS_DIR
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_help_and_version_import_neither_llama_cpp_nor_textual():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edgeagent.cli import cli\n"
+        "for args in (['--help'], ['--version'], ['models', '--help']):\n"
+        "    r = CliRunner().invoke(cli, args)\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('llama_cpp', 'textual')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and "edgeagent" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no model file"),
+        (b"", "empty"),
+        (os.urandom(4096), "not a GGUF"),
+        (b"hello, I am a text file\n" * 10, "not a GGUF"),
+    ],
+    ids=["missing", "zero-byte", "random-bytes", "text-renamed"],
+)
+def test_models_info_bad_files_give_one_line_errors(tmp_path, content, expected):
+    path = tmp_path / "model.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    result = CliRunner().invoke(cli, ["models", "info", str(path)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error: ")
+    assert expected.lower() in result.output.lower()
+
+
+def test_models_info_truncated_gguf(tmp_path, smollm_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(smollm_path.read_bytes()[:3_000_000])
+    result = CliRunner().invoke(cli, ["models", "info", str(cut), "--json"])
+    assert result.exit_code == 1
+    assert "truncated" in result.output.lower()
+
+
+def test_unknown_catalog_id_suggests_close_match():
+    result = CliRunner().invoke(cli, ["models", "path", "smollm2-135m"])
+    assert result.exit_code == 1
+    assert "smollm2-135m-instruct-q4_1" in result.output
+
+
+def test_models_list_json_has_install_and_ram_facts():
+    result = invoke("models", "list", "--json")
+    rows = json.loads(result.output)
+    assert len(rows) >= 8
+    assert {"id", "installed", "fits_ram", "size_bytes"} <= set(rows[0])
+    assert sum(1 for r in rows if r.get("default")) == 1
+
+
+@pytest.mark.model
+def test_models_info_json_facts(smollm_path):
+    info = json.loads(invoke("models", "info", str(smollm_path), "--json").output)
+    assert info["architecture"] == "llama"
+    assert info["vocab_size"] == 49152
+    assert info["quantization"] == "Q4_1"
+    assert info["chat_template_family"] == "chatml"
+    assert 100e6 < info["parameters"] < 200e6
+
+
+def test_run_offline_without_model_says_how_to_get_one():
+    result = CliRunner().invoke(cli, ["run", "hello", "--offline"])
+    assert result.exit_code == 1
+    assert "edgeagent models pull smollm2-135m-instruct-q4_1" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.model
+def test_run_json_answers_with_the_default_model(smollm_path):
+    env = {"EDGEAGENT_MODELS_DIR": str(TEST_MODELS_DIR), "EDGEAGENT_MAX_TOKENS": "24"}
+    result = invoke("run", "Say hello.", "--offline", "--json", env=env)
+    data = json.loads(result.output)
+    for key in ("answer", "model", "latency_s", "ttft_s", "tokens_per_s", "energy_j"):
+        assert key in data
+    assert data["answer"]
+    assert data["model"] == smollm_path.name
+    assert data["output_tokens"] <= 24
+    assert data["energy_source"] in {"estimate", "rapl"}
+
+
+def test_doctor_json_reports_checks():
+    result = CliRunner().invoke(cli, ["doctor", "--json"])
+    data = json.loads(result.output)
+    names = {c["name"] for c in data["checks"]}
+    assert {"llama-cpp-python", "llama.cpp backend", "memory", "energy", "database"} <= names
+    assert all(c["fix"] for c in data["checks"] if c["status"] == "fail")
