@@ -1,0 +1,109 @@
+"""Plain data passed between stages: messages, calls, results, route decisions, usage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+CallStatus = Literal[
+    "proposed", "invalid", "declined", "ok", "error", "timeout", "skipped", "not_executed"
+]
+Route = Literal["local", "remote", "local_fallback"]
+
+
+def new_id() -> str:
+    """A short random id for calls, requests and conversations."""
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass
+class Message:
+    """One chat message; tool results carry the call id and tool name they answer."""
+
+    role: Role
+    content: str
+    name: str | None = None
+    call_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ToolCall:
+    """A call proposed by a model, with what validation and execution made of it."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = field(default_factory=new_id)
+    status: CallStatus = "proposed"
+    error: str | None = None
+    confidence: float | None = None
+    confidence_parts: dict[str, float] = field(default_factory=dict)
+    route: Route = "local"
+    repaired: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def arguments_json(self) -> str:
+        return json.dumps(self.arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class ToolResult:
+    """What running a call produced: output text (capped) or an error, and how long it took."""
+
+    call_id: str
+    name: str
+    status: CallStatus
+    output: str = ""
+    error: str | None = None
+    error_type: str | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where a request went and why (score against threshold, network policy, remote failure)."""
+
+    route: Route
+    score: float | None
+    threshold: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Usage:
+    """Token counts and timings of one model turn."""
+
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    output_tokens: int = 0
+    sampled_tokens: int = 0
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        """Accumulate another turn's usage into this one."""
+        self.prompt_tokens += other.prompt_tokens
+        self.cached_prompt_tokens += other.cached_prompt_tokens
+        self.output_tokens += other.output_tokens
+        self.sampled_tokens += other.sampled_tokens
+        self.total_s += other.total_s
+        if not self.ttft_s:
+            self.ttft_s = other.ttft_s
