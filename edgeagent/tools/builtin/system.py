@@ -1,0 +1,279 @@
+"""System tools: calculator (safe arithmetic on the AST, never eval), system_status, current_time."""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import math
+import operator
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from edgeagent.errors import ToolExecutionError, ToolValidationError
+from edgeagent.tools.context import ToolContext
+from edgeagent.tools.registry import Tool, tool_from_function
+
+# --- calculator ---------------------------------------------------------------------------------
+
+MAX_INT_BITS = 10_000  # about 3,000 decimal digits: every intermediate integer stays below this
+MAX_ROUND_DIGITS = 100
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+# name -> (function, min args, max args)
+_FUNCS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "sqrt": (math.sqrt, 1, 1),
+    "sin": (math.sin, 1, 1),
+    "cos": (math.cos, 1, 1),
+    "tan": (math.tan, 1, 1),
+    "asin": (math.asin, 1, 1),
+    "acos": (math.acos, 1, 1),
+    "atan": (math.atan, 1, 1),
+    "log": (math.log, 1, 2),
+    "log10": (math.log10, 1, 1),
+    "log2": (math.log2, 1, 1),
+    "exp": (math.exp, 1, 1),
+    "abs": (abs, 1, 1),
+    "round": (round, 1, 2),
+    "floor": (math.floor, 1, 1),
+    "ceil": (math.ceil, 1, 1),
+    "min": (min, 1, 20),
+    "max": (max, 1, 20),
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
+_OP_HINT = "use numbers, + - * / // % ** and parentheses"
+_CALC_HINT = (
+    f"{_OP_HINT}, and the functions {', '.join(_FUNCS)} or the constants {', '.join(_CONSTANTS)}"
+)
+
+
+def _refuse(what: str) -> ToolValidationError:
+    return ToolValidationError(f"argument 'expression': {what} is not allowed", hint=_CALC_HINT)
+
+
+def parse_expression(expression: str) -> ast.Expression:
+    """Parse and check an arithmetic expression; anything but arithmetic -> ToolValidationError."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError) as exc:
+        raise ToolValidationError(
+            f"argument 'expression': {expression!r} is not a valid expression "
+            f"({getattr(exc, 'msg', exc)})",
+            hint=_CALC_HINT,
+        ) from None
+    called: set[int] = set()  # ids of the Name nodes being called (ast.walk visits Call first)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Expression, ast.Load)) or type(node) in _BINOPS:
+            continue
+        if type(node) in _UNARY or isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitXor):
+                raise ToolValidationError(
+                    "argument 'expression': ^ is not allowed (write powers as **)",
+                    hint=_CALC_HINT,
+                )
+            if isinstance(node, ast.BinOp) and type(node.op) not in _BINOPS:
+                raise _refuse(f"the operator {type(node.op).__name__}")
+            if isinstance(node, ast.UnaryOp) and type(node.op) not in _UNARY:
+                raise _refuse(f"the operator {type(node.op).__name__}")
+            continue
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _refuse(f"the literal {value!r}")
+            continue
+        if isinstance(node, ast.Name):
+            if node.id not in _CONSTANTS and id(node) not in called:
+                raise _refuse(f"the name {node.id!r}")
+            continue
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            if name not in _FUNCS:
+                raise _refuse("calling anything but the listed math functions")
+            called.add(id(node.func))
+            if node.keywords:
+                raise _refuse("keyword arguments")
+            _, low, high = _FUNCS[name]
+            if not low <= len(node.args) <= high or any(
+                isinstance(a, ast.Starred) for a in node.args
+            ):
+                raise ToolValidationError(
+                    f"argument 'expression': {name}() takes {low}"
+                    + (f" to {high}" if high != low else "")
+                    + f" argument(s), got {len(node.args)}",
+                    hint=_CALC_HINT,
+                )
+            continue
+        if isinstance(node, ast.Attribute):
+            raise _refuse("attribute access")
+        raise _refuse(f"{type(node).__name__}")
+    return tree
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, complex):
+        raise ToolExecutionError("the result is not a real number")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ToolExecutionError(
+            "the result is too large (more than about 3,000 digits)",
+            hint="use floats, e.g. 2.0**5000",
+        )
+    return value
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    """``base ** exponent``, refusing integer powers too large to compute quickly."""
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and abs(base) > 1
+        and (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS
+    ):
+        raise ToolExecutionError(
+            "the power is too large (more than about 3,000 digits)",
+            hint="use floats, e.g. 2.0**5000",
+        )
+    return base**exponent
+
+
+def _eval(node: ast.AST) -> Any:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body)
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp):
+        return _check_size(_UNARY[type(node.op)](_eval(node.operand)))
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow):
+            return _check_size(_power(left, right))
+        return _check_size(_BINOPS[type(node.op)](left, right))
+    if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)
+        fn = _FUNCS[node.func.id][0]
+        args = [_eval(a) for a in node.args]
+        if (
+            node.func.id == "round"
+            and len(args) == 2
+            and (not isinstance(args[1], int) or abs(args[1]) > MAX_ROUND_DIGITS)
+        ):
+            raise ToolExecutionError(
+                f"round() digits must be an integer between -{MAX_ROUND_DIGITS} "
+                f"and {MAX_ROUND_DIGITS}"
+            )
+        return _check_size(fn(*args))
+    raise ToolExecutionError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+
+def evaluate(expression: str) -> int | float:
+    """Evaluate an arithmetic expression safely (parsed and walked, never eval'd)."""
+    tree = parse_expression(expression)
+    try:
+        return _eval(tree)
+    except ZeroDivisionError:
+        raise ToolExecutionError("division by zero") from None
+    except OverflowError as exc:
+        raise ToolExecutionError(f"the result is too large ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise ToolExecutionError(f"cannot compute {expression!r}: {exc}") from None
+    except RecursionError:
+        raise ToolExecutionError("the expression is nested too deeply") from None
+
+
+def _expression_validator(arguments: dict, context: Any) -> None:
+    parse_expression(arguments["expression"])
+
+
+def calculator(expression: Annotated[str, Field(min_length=1, max_length=200)]) -> str:
+    """Compute arithmetic, e.g. (2+3)*4, 2**10, sqrt(2), sin(pi/2), log(100, 10).
+
+    Args:
+        expression: the arithmetic expression
+    """
+    return repr(evaluate(expression))
+
+
+# --- time and system ----------------------------------------------------------------------------
+
+
+def _zone(name: str) -> datetime.tzinfo | None:
+    """None for "local"; a ZoneInfo for an IANA name; ToolValidationError otherwise."""
+    if name.strip().lower() in ("local", ""):
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ToolValidationError(
+            f"argument 'timezone': unknown time zone {name!r}",
+            hint='use an IANA name such as "Europe/Paris", "America/New_York" or "UTC", or "local"',
+        ) from None
+
+
+def _timezone_validator(arguments: dict, context: Any) -> None:
+    _zone(arguments.get("timezone") or "local")
+
+
+def current_time(timezone: Annotated[str, Field(max_length=64)] = "local") -> dict:
+    """The current date and time (ISO 8601) in a time zone.
+
+    Args:
+        timezone: "local" or an IANA zone such as "Europe/Paris" or "UTC"
+    """
+    zone = _zone(timezone)
+    now = datetime.datetime.now(zone).astimezone(zone)  # aware, in local time when zone is None
+    return {
+        "iso": now.isoformat(timespec="seconds"),
+        "timezone": timezone if zone is not None else (now.tzname() or "local"),
+        "weekday": now.strftime("%A"),
+    }
+
+
+def system_status() -> dict:
+    """CPU load, memory use and battery state of this machine."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    out: dict[str, Any] = {
+        "cpu_percent": psutil.cpu_percent(interval=0.2),
+        "cpu_count": psutil.cpu_count(),
+        "memory_total_mb": round(memory.total / 2**20),
+        "memory_available_mb": round(memory.available / 2**20),
+        "memory_percent": memory.percent,
+    }
+    battery = None
+    sensors = getattr(psutil, "sensors_battery", None)
+    if sensors is not None:
+        try:
+            battery = sensors()
+        except Exception:  # some platforms raise instead of returning None
+            battery = None
+    out["battery"] = (
+        None
+        if battery is None
+        else {"percent": round(battery.percent, 1), "plugged_in": battery.power_plugged}
+    )
+    return out
+
+
+def make_system_tools(context: ToolContext) -> list[Tool]:
+    """calculator, current_time and system_status (all read-only)."""
+    return [
+        tool_from_function(calculator, validators=(_expression_validator,)),
+        tool_from_function(current_time, validators=(_timezone_validator,)),
+        tool_from_function(system_status),
+    ]
