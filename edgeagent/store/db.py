@@ -1,0 +1,603 @@
+"""The history database: conversations, messages, requests, tool calls and notes in SQLite.
+
+One ``Store`` per process opens the file with sqlite-utils in WAL mode with
+``synchronous=FULL`` and applies the numbered migrations. Every write is its own committed
+transaction, so a crash or SIGKILL loses at most the write in progress; FULL (rather than
+NORMAL) also keeps committed writes through a power cut, at about 1 ms per commit.
+Timestamps are Unix seconds (REAL). Secrets passed to the constructor are replaced by
+``[redacted]`` in every text column before it is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shlex
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlite_utils import Database
+
+from edgeagent.errors import StoreError
+from edgeagent.store.migrations import (
+    MIGRATIONS_TABLE,
+    apply_migrations,
+    check_not_newer,
+)
+from edgeagent.types import ToolCall, ToolResult, new_id
+
+if TYPE_CHECKING:
+    from edgeagent.config import Settings
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 5.0
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+PREVIEW_CHARS = 500
+REDACTED = "[redacted]"
+MIN_SECRET_LEN = 4
+REQUEST_STATUSES = ("running", "done", "failed")
+
+# Columns that finish_request / update_tool_call may not set (identity and creation time);
+# every other column of the table is accepted, including ones later migrations add.
+_REQUEST_FIXED = frozenset({"id", "conversation_id", "prompt", "created_at"})
+_CALL_FIXED = frozenset({"id", "request_id", "created_at"})
+# Text columns that are identifiers: never scrubbed (a reference must stay intact).
+_ID_COLUMNS = frozenset({"id", "conversation_id", "request_id", "call_id", "result_digest"})
+_FLAG_COLUMNS = ("schema_valid", "semantic_valid", "repaired", "energy_estimated")
+
+
+def scrub_secrets(text: str | None, secrets: Iterable[str]) -> str | None:
+    """``text`` with every occurrence of each secret replaced by ``[redacted]``.
+
+    Secrets shorter than ``MIN_SECRET_LEN`` characters are ignored: replacing every "ab" in the
+    history would destroy it and such a string protects nothing. Longer secrets go first so one
+    secret containing another is redacted whole.
+    """
+    if not text:
+        return text
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len)[::-1]:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def output_digest(output: str) -> str:
+    """sha256 hex digest of a tool's output text (UTF-8)."""
+    return hashlib.sha256(output.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _corrupt_hint(path: Path) -> str:
+    return (
+        f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.corrupt')}; "
+        "edgeagent will create a new one"
+    )
+
+
+def _corrupt(path: Path, reason: str) -> StoreError:
+    return StoreError(f"{path} is not a readable edgeagent database: {reason}", _corrupt_hint(path))
+
+
+def _check_file(path: Path) -> None:
+    """Read-only checks before SQLite touches the file: magic bytes and truncation."""
+    if path.is_dir():
+        raise StoreError(
+            f"{path} is a directory, not a database file",
+            "point EDGEAGENT_DB_PATH at a file path",
+        )
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return  # SQLite treats an empty file as a new database
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {_one_line(exc)}", "check its permissions") from exc
+    if header[:16] != SQLITE_MAGIC[: len(header[:16])]:
+        raise _corrupt(path, "not an SQLite file")
+    if len(header) < 100:
+        raise _corrupt(path, f"truncated ({size} bytes, shorter than the SQLite header)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    page_count = int.from_bytes(header[28:32], "big")
+    change_counter = header[24:28]
+    valid_for = header[92:96]
+    wal = Path(f"{path}-wal")
+    wal_pending = wal.exists() and wal.stat().st_size > 0
+    if page_count and change_counter == valid_for and not wal_pending:
+        expected = page_size * page_count
+        if size < expected:
+            raise _corrupt(path, f"truncated ({size} bytes, the header says {expected})")
+
+
+class Store:
+    """The history database (conversations, messages, requests, tool calls, notes).
+
+    Thread-safe (one lock around the connection). Every write commits before the method
+    returns. Every failure is a ``StoreError`` with a one-line message and a hint; a corrupt,
+    foreign or newer-schema file is reported and left exactly as it was.
+    """
+
+    def __init__(self, path: Path | str, *, secrets: Iterable[str | None] = ()) -> None:
+        self.path = Path(path).expanduser()
+        self._secrets = tuple(s for s in secrets if s)
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory for {self.path}: {_one_line(exc)}",
+                "set EDGEAGENT_HOME or EDGEAGENT_DB_PATH to a writable place",
+            ) from exc
+        _check_file(self.path)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open {self.path}: {_one_line(exc)}",
+                "check that the directory is writable",
+            ) from exc
+        try:
+            self._probe(conn)
+            self.db = Database(conn, execute_plugins=False)
+            check_not_newer(self.db, str(self.path))
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.journal_mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            conn.execute("PRAGMA synchronous = FULL")
+            self.applied_migrations = apply_migrations(self.db)
+            self.request_fields = frozenset(self.db["requests"].columns_dict) - _REQUEST_FIXED
+            self.call_fields = frozenset(self.db["tool_calls"].columns_dict) - _CALL_FIXED
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store at ``settings.db_path``, scrubbing the remote API key if one is set."""
+        return cls(settings.db_path, secrets=(settings.remote_api_key,))
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        """Read-only: refuse a corrupt file or an SQLite database that is not ours."""
+        try:
+            rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+            if rows and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                verdict = conn.execute("PRAGMA quick_check").fetchone()
+                if verdict is None or verdict[0] != "ok":
+                    reason = " ".join(str(verdict[0] if verdict else "quick_check failed").split())
+                    raise _corrupt(self.path, reason)
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from exc
+        tables = {name for kind, name in rows if kind == "table"}
+        if tables and MIGRATIONS_TABLE not in tables:
+            raise StoreError(
+                f"{self.path} is an SQLite database but not an edgeagent history "
+                f"(tables: {', '.join(sorted(tables)[:5])})",
+                "point EDGEAGENT_DB_PATH at another file; edgeagent will not modify this one",
+            )
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        """A one-line StoreError with a hint for an sqlite3 exception."""
+        text = _one_line(exc)
+        low = text.lower()
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in low:
+            return StoreError("the history database is closed", "open a new Store")
+        if "locked" in low or "busy" in low:
+            return StoreError(
+                f"{self.path} is locked by another process ({text})",
+                "wait for the other edgeagent process to finish, or close it, and try again",
+            )
+        if any(w in low for w in ("malformed", "not a database", "corrupt", "file is encrypted")):
+            return _corrupt(self.path, text)
+        if "disk is full" in low or "disk i/o" in low:
+            return StoreError(f"cannot write {self.path}: {text}", "free some disk space")
+        if "readonly" in low or "read-only" in low:
+            return StoreError(f"cannot write {self.path}: {text}", "check its permissions")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StoreError(
+                f"history write rejected: {text}",
+                "a referenced conversation, request or call id does not exist or is reused",
+            )
+        return StoreError(f"history database error: {text}", "run `edgeagent doctor`")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _op(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """Hold the lock; for writes, one BEGIN IMMEDIATE ... COMMIT; translate sqlite errors."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the history database is closed", "open a new Store")
+            conn = self._conn
+            try:
+                if write:
+                    conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                if write:
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                if write and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc) from exc
+                raise
+
+    def _clean(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Scrub secrets from text values and turn flags into 0/1."""
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if isinstance(value, str) and key not in _ID_COLUMNS and self._secrets:
+                value = scrub_secrets(value, self._secrets)
+            elif isinstance(value, bool):
+                value = int(value)
+            out[key] = value
+        return out
+
+    def _update(self, conn: sqlite3.Connection, table: str, key: str, values: dict) -> None:
+        values = self._clean(values)
+        assignments = ", ".join(f"{col} = ?" for col in values)
+        cur = conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE id = ?", (*values.values(), key)
+        )
+        if cur.rowcount == 0:
+            raise StoreError(
+                f"no {table[:-1].replace('_', ' ')} with id {key!r} in the history",
+                "pass an id returned by the store",
+            )
+
+    def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[dict]:
+        """Rows of a read-only SQL query as dicts (used by metrics and `edgeagent logs`)."""
+        with self._op() as conn:
+            cur = conn.execute(sql, params if isinstance(params, dict) else tuple(params))
+            names = [c[0] for c in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def integrity_check(self) -> str:
+        """``ok`` or SQLite's first complaint from ``PRAGMA integrity_check``."""
+        with self._op() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (idempotent); SQLite checkpoints the WAL on the last close."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- conversations and messages --------------------------------------------------------
+
+    def start_conversation(self, title: str = "", model: str = "") -> str:
+        """Create a conversation; return its id."""
+        conversation_id = new_id()
+        row = {"id": conversation_id, "title": title, "model": model, "created_at": time.time()}
+        with self._op(write=True):
+            self.db["conversations"].insert(self._clean(row))
+        return conversation_id
+
+    def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        name: str | None = None,
+        call_id: str | None = None,
+    ) -> int:
+        """Append a message to a conversation; return its integer id."""
+        row = {
+            "conversation_id": conversation_id,
+            "role": role,
+            "content": content,
+            "name": name,
+            "call_id": call_id,
+            "created_at": time.time(),
+        }
+        with self._op(write=True):
+            table = self.db["messages"].insert(self._clean(row))
+            return int(table.last_rowid)
+
+    def messages(self, conversation_id: str) -> list[dict]:
+        """A conversation's messages, oldest first."""
+        return self.query(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+        )
+
+    # -- requests --------------------------------------------------------------------------
+
+    def start_request(self, conversation_id: str | None, prompt: str, model: str) -> str:
+        """Record a request as ``running`` (committed at once); return its id."""
+        request_id = new_id()
+        row = {
+            "id": request_id,
+            "conversation_id": conversation_id,
+            "prompt": prompt,
+            "model": model,
+            "status": "running",
+            "created_at": time.time(),
+        }
+        with self._op(write=True):
+            self.db["requests"].insert(self._clean(row))
+        return request_id
+
+    def finish_request(self, request_id: str, **fields: Any) -> None:
+        """Mark a request done or failed and store its metrics.
+
+        ``fields`` are ``requests`` columns (``self.request_fields``: every column but id,
+        conversation_id, prompt and created_at), plus three conveniences that expand into
+        columns (explicit columns win): ``decision`` (a RouteDecision: route,
+        route_reason, confidence, confidence_threshold), ``usage`` (a Usage: prompt_tokens,
+        cached_prompt_tokens, output_tokens, ttft_s) and ``energy`` (an EnergyReading:
+        energy_j, energy_source, energy_estimated). ``status`` defaults to ``failed`` when
+        ``error`` is given, else ``done``; ``finished_at`` to now; ``latency_s`` to
+        finished_at - created_at. An unknown field raises StoreError.
+        """
+        values: dict[str, Any] = {}
+        decision = fields.pop("decision", None)
+        if decision is not None:
+            values.update(
+                route=decision.route,
+                route_reason=decision.reason,
+                confidence=decision.score,
+                confidence_threshold=decision.threshold,
+            )
+        usage = fields.pop("usage", None)
+        if usage is not None:
+            values.update(
+                prompt_tokens=usage.prompt_tokens,
+                cached_prompt_tokens=usage.cached_prompt_tokens,
+                output_tokens=usage.output_tokens,
+                ttft_s=usage.ttft_s,
+            )
+        energy = fields.pop("energy", None)
+        if energy is not None:
+            values.update(
+                energy_j=energy.joules,
+                energy_source=energy.source,
+                energy_estimated=bool(energy.estimated),
+            )
+        unknown = sorted(set(fields) - self.request_fields)
+        if unknown:
+            raise StoreError(
+                f"finish_request got unknown field(s): {', '.join(unknown)}",
+                f"use columns of the requests table: {', '.join(sorted(self.request_fields))}",
+            )
+        values.update(fields)
+        values.setdefault("status", "failed" if values.get("error") else "done")
+        if values["status"] not in ("done", "failed"):
+            raise StoreError(
+                f"finish_request status must be 'done' or 'failed', got {values['status']!r}",
+                "pass status='done' or status='failed'",
+            )
+        values.setdefault("finished_at", time.time())
+        with self._op(write=True) as conn:
+            if values.get("latency_s") is None:
+                row = conn.execute(
+                    "SELECT created_at FROM requests WHERE id = ?", (request_id,)
+                ).fetchone()
+                if row is not None:
+                    values["latency_s"] = max(0.0, values["finished_at"] - row[0])
+            self._update(conn, "requests", request_id, values)
+
+    def recent_requests(self, limit: int = 20) -> list[dict]:
+        """The newest requests first, each with ``n_calls`` (its number of tool calls)."""
+        rows = self.query(
+            "SELECT r.*, (SELECT count(*) FROM tool_calls c WHERE c.request_id = r.id) AS n_calls "
+            "FROM requests r ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [_flags(row) for row in rows]
+
+    def request_detail(self, request_id: str) -> dict:
+        """One request with ``calls`` (oldest first), ``conversation`` and its ``messages``.
+
+        ``request_id`` may be a unique prefix of an id (as `edgeagent logs` prints them).
+        """
+        rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
+        if not rows and request_id:
+            pattern = request_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self.query(
+                "SELECT * FROM requests WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (pattern + "%",)
+            )
+            if len(rows) > 1:
+                raise StoreError(
+                    f"request id prefix {request_id!r} is ambiguous", "give more characters"
+                )
+        if not rows:
+            raise StoreError(
+                f"no request with id {request_id!r} in the history",
+                "list recent ones with `edgeagent logs`",
+            )
+        detail = _flags(rows[0])
+        calls = self.query(
+            "SELECT * FROM tool_calls WHERE request_id = ? ORDER BY created_at, rowid",
+            (detail["id"],),
+        )
+        detail["calls"] = [_call_out(call) for call in calls]
+        conversation_id = detail.get("conversation_id")
+        detail["conversation"] = None
+        detail["messages"] = []
+        if conversation_id:
+            found = self.query("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+            detail["conversation"] = found[0] if found else None
+            detail["messages"] = self.messages(conversation_id)
+        return detail
+
+    # -- tool calls ------------------------------------------------------------------------
+
+    def add_tool_call(
+        self,
+        request_id: str,
+        call: ToolCall,
+        *,
+        schema_valid: bool,
+        semantic_valid: bool,
+        validation_error: str | None = None,
+        result: ToolResult | None = None,
+    ) -> str:
+        """Record a proposed call with its validation outcome (and result if it ran); return its id.
+
+        The row's id is ``call.id``; ids must be unique across the whole history (the default
+        ``ToolCall`` id is random). Status and error come from ``result`` when given, else
+        from ``call``.
+        """
+        row = {
+            "id": call.id,
+            "request_id": request_id,
+            "name": call.name,
+            "arguments_json": call.arguments_json(),
+            "schema_valid": bool(schema_valid),
+            "semantic_valid": bool(semantic_valid),
+            "validation_error": validation_error,
+            "repaired": bool(call.repaired),
+            "status": call.status,
+            "error": call.error,
+            "confidence": call.confidence,
+            "confidence_parts_json": json.dumps(call.confidence_parts, sort_keys=True),
+            "route": call.route,
+            "created_at": time.time(),
+        }
+        if result is not None:
+            row.update(self._result_columns(result))
+        with self._op(write=True):
+            self.db["tool_calls"].insert(self._clean(row))
+        return call.id
+
+    def update_tool_call(
+        self, call_id: str, result: ToolResult | None = None, **fields: Any
+    ) -> None:
+        """Store a call's result (status, error, digest, preview, duration) and/or other columns.
+
+        ``fields`` may be any column but id, request_id and created_at (``self.call_fields``);
+        ``confidence_parts`` (a dict) is accepted too. An unknown field or call id raises
+        StoreError.
+        """
+        if "confidence_parts" in fields:
+            fields["confidence_parts_json"] = json.dumps(
+                fields.pop("confidence_parts"), sort_keys=True
+            )
+        unknown = sorted(set(fields) - self.call_fields)
+        if unknown:
+            raise StoreError(
+                f"update_tool_call got unknown field(s): {', '.join(unknown)}",
+                f"use columns of the tool_calls table: {', '.join(sorted(self.call_fields))}",
+            )
+        values = self._result_columns(result) if result is not None else {}
+        values.update(fields)
+        if not values:
+            return
+        with self._op(write=True) as conn:
+            self._update(conn, "tool_calls", call_id, values)
+
+    def _result_columns(self, result: ToolResult) -> dict[str, Any]:
+        """Columns describing a result; the preview is cut after scrubbing, never before."""
+        output = result.output or ""
+        preview = scrub_secrets(output, self._secrets) if self._secrets else output
+        return {
+            "status": result.status,
+            "error": result.error,
+            "result_digest": output_digest(output),
+            "result_preview": (preview or "")[:PREVIEW_CHARS],
+            "result_chars": len(output),
+            "duration_s": result.duration_s,
+        }
+
+    # -- notes -----------------------------------------------------------------------------
+
+    def add_note(self, text: str, tags: Iterable[str] | str = ()) -> int:
+        """Save a note with tags; return its integer id."""
+        tag_list = [tags] if isinstance(tags, str) else [str(t) for t in tags]
+        row = {
+            "text": text,
+            "tags_json": json.dumps(tag_list, ensure_ascii=False),
+            "created_at": time.time(),
+        }
+        with self._op(write=True):
+            table = self.db["notes"].insert(self._clean(row))
+            return int(table.last_rowid)
+
+    def search_notes(self, query: str, limit: int = 10) -> list[dict]:
+        """Notes matching ``query``: full-text (all words, stemmed) when FTS5 is there, best first;
+        substring match on text and tags when that finds nothing or FTS5 is missing."""
+        query = (query or "").strip()
+        if not query:
+            return self.list_notes(limit)
+        rows: list[dict] = []
+        with self._op() as conn:
+            if "notes_fts" in self.db.table_names():
+                try:
+                    rows = list(self.db["notes"].search(query, limit=int(limit), quote=True))
+                except sqlite3.OperationalError:
+                    rows = []
+            if not rows:
+                pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                cur = conn.execute(
+                    "SELECT * FROM notes WHERE text LIKE ? ESCAPE '\\' OR tags_json LIKE ? "
+                    "ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (pattern + "%", pattern + "%", int(limit)),
+                )
+                names = [c[0] for c in cur.description]
+                rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return [_note_out(row) for row in rows]
+
+    def list_notes(self, limit: int = 10) -> list[dict]:
+        """The newest notes first."""
+        rows = self.query(
+            "SELECT * FROM notes ORDER BY created_at DESC, id DESC LIMIT ?", (int(limit),)
+        )
+        return [_note_out(row) for row in rows]
+
+
+def _flags(row: dict) -> dict:
+    """Integer flag columns as booleans (None stays None)."""
+    for key in _FLAG_COLUMNS:
+        if key in row and row[key] is not None:
+            row[key] = bool(row[key])
+    return row
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _call_out(row: dict) -> dict:
+    """A tool_calls row with flags as booleans and ``arguments``/``confidence_parts`` parsed."""
+    row = _flags(row)
+    row["arguments"] = _loads(row.get("arguments_json"), {})
+    row["confidence_parts"] = _loads(row.get("confidence_parts_json"), {})
+    return row
+
+
+def _note_out(row: dict) -> dict:
+    return {
+        "id": row["id"],
+        "text": row["text"],
+        "tags": _loads(row.get("tags_json"), []),
+        "created_at": row["created_at"],
+    }
