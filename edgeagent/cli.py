@@ -83,27 +83,82 @@ def chat(model: str | None, offline: bool | None) -> None:
     default=None,
     help="--offline: no connection at all; --online: a remote LLM may be consulted.",
 )
-@click.option("--max-tokens", type=int, default=None, help="Bound on output tokens.")
+@click.option(
+    "--tools",
+    "tools_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A Python file of @tool functions (repeatable).",
+)
+@click.option("--no-tools", is_flag=True, help="Plain chat: no tools, no grammar.")
+@click.option("--yes", is_flag=True, help="Pre-approve side-effecting tool calls.")
+@click.option("--max-tokens", type=int, default=None, help="Bound on output tokens per decode.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def run(
-    prompt: str, model: str | None, offline: bool | None, max_tokens: int | None, as_json: bool
+    prompt: str,
+    model: str | None,
+    offline: bool | None,
+    tools_files: tuple[str, ...],
+    no_tools: bool,
+    yes: bool,
+    max_tokens: int | None,
+    as_json: bool,
 ) -> None:
-    """Run one request headless and print the answer."""
-    from edgeagent.runtime.session import answer_once
+    """Run one request headless: local model, tools under grammars, validated first."""
+    from pathlib import Path
+
+    from edgeagent.agent.loop import Agent
+    from edgeagent.runtime.session import load_local_model
 
     overrides = {"model": model, "max_tokens": max_tokens, **_network_overrides(offline)}
     settings = _settings(**overrides)
-    result = answer_once(settings, prompt, progress=not as_json, on_text=None)
+    local = load_local_model(settings, progress=not as_json)
+    agent = Agent(
+        settings,
+        model=local,
+        tools=[] if no_tools else None,
+        tools_files=[Path(p) for p in tools_files],
+        confirm=None if yes else _confirm_on_terminal,
+        auto_approve=yes,
+    )
+    try:
+        result = agent.run(prompt)
+    finally:
+        agent.close()
+    data = result.to_dict()
+    data["model_path"] = str(local.path)
+    data["tokens_per_s"] = round(
+        result.usage.output_tokens / result.usage.total_s if result.usage.total_s else 0.0, 2
+    )
     if as_json:
-        _print_json(result)
+        _print_json(data)
         return
-    click.echo(result["answer"])
+    for call in data["calls"]:
+        click.echo(
+            f"  -> {call['name']}({json.dumps(call['arguments'], ensure_ascii=False)}) "
+            f"[{call['status']}, confidence {call['confidence']}, {call['route']}]",
+            err=True,
+        )
+    for notice in data["notices"]:
+        click.echo(f"  note: {notice}", err=True)
+    click.echo(data["answer"])
     click.echo(
-        f"[{result['model']} · {result['latency_s']:.2f} s · ttft {result['ttft_s']:.2f} s · "
-        f"{result['tokens_per_s']:.1f} tok/s · {result['energy_j']:.2f} J "
-        f"({result['energy_source']})]",
+        f"[{data['model']} · route {data['route']} · confidence {data['confidence']} · "
+        f"{data['latency_s']:.2f} s · ttft {data['ttft_s']:.2f} s · {data['energy_j']:.2f} J "
+        f"({data['energy_source']})]",
         err=True,
     )
+
+
+def _confirm_on_terminal(call, tool) -> bool:
+    """Ask on the terminal before a side-effecting call; without a terminal, decline."""
+    if not sys.stdin.isatty():
+        click.echo(
+            f"  declined {call.name}: needs confirmation (use --yes to pre-approve)", err=True
+        )
+        return False
+    args = json.dumps(call.arguments, ensure_ascii=False)
+    return click.confirm(f"Run {call.name}({args}) [{tool.risk}]?", default=False, err=True)
 
 
 # ---- models ------------------------------------------------------------------------------
@@ -216,6 +271,175 @@ def models_recommend(as_json: bool) -> None:
     click.echo(f"this machine: {_human_bytes(ram)} RAM, {cores} physical cores")
     for entry in picks:
         click.echo(f"  {entry.id:34} {entry.params:>6}  {entry.good_for}")
+
+
+# ---- grammars and tools ---------------------------------------------------------------------
+
+
+def _read_json_file(path: str):
+    from edgeagent.errors import ConfigError
+
+    try:
+        return json.loads(open(path, encoding="utf-8").read())  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the path") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not JSON: {exc.msg} at line {exc.lineno}", "fix the file"
+        ) from None
+
+
+def _openai_tools(doc) -> list[tuple[str, dict]] | None:
+    """(name, parameters) pairs when ``doc`` is an OpenAI tool or tool list, else None."""
+    items = doc if isinstance(doc, list) else [doc]
+    if not items or not all(
+        isinstance(i, dict) and ("function" in i or "parameters" in i) for i in items
+    ):
+        return None
+    from edgeagent.tools.registry import tool_from_openai
+
+    return [(t.name, t.parameters) for t in (tool_from_openai(i) for i in items)]
+
+
+@cli.command()
+@click.option(
+    "--schema",
+    "schema_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A JSON Schema of tool parameters, or tools in OpenAI format.",
+)
+@click.option(
+    "--mode", default="auto", help="Envelope mode for tool lists: auto, required, none, NAME."
+)
+@click.option(
+    "--string-cap", type=int, default=200, help="Length cap for strings without maxLength."
+)
+def grammar(schema_file: str, mode: str, string_cap: int) -> None:
+    """Print the GBNF grammar for a parameter schema or an OpenAI tool list."""
+    from edgeagent.grammar.compiler import compile_schema, describe_validator_keywords
+    from edgeagent.grammar.envelope import build_envelope, describe_envelope_keywords
+
+    doc = _read_json_file(schema_file)
+    tools = _openai_tools(doc)
+    if tools is not None:
+        envelope = build_envelope(tools, mode=mode, string_cap=string_cap)
+        text, notes = envelope.gbnf, describe_envelope_keywords(envelope)
+    else:
+        compiled = compile_schema(doc, string_cap=string_cap)
+        text, notes = compiled.gbnf, describe_validator_keywords(compiled)
+    click.echo(text.rstrip("\n"))
+    for line in notes:
+        click.echo(line, err=True)
+
+
+@cli.group()
+def tools() -> None:
+    """The tool registry: built-ins, plugins and --tools files."""
+
+
+def _registry(tools_files: tuple[str, ...]):
+    from pathlib import Path
+
+    from edgeagent.agent.propose import build_tool_registry
+    from edgeagent.tools.context import ToolContext
+
+    settings = _settings()
+    context = ToolContext(
+        settings=settings,
+        allowed_roots=settings.allowed_roots,
+        allow_network=settings.allow_network,
+        store=None,
+    )
+    return build_tool_registry(None, context, [Path(p) for p in tools_files])
+
+
+@tools.command("list")
+@click.option("--tools", "tools_files", multiple=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def tools_list(tools_files: tuple[str, ...], as_json: bool) -> None:
+    """Every tool: name, risk tier, source and description."""
+    registry = _registry(tools_files)
+    rows = [
+        {
+            "name": t.name,
+            "risk": t.risk,
+            "local_only": t.local_only,
+            "source": t.source,
+            "description": t.description,
+            "parameters": t.parameters,
+        }
+        for t in registry
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:16} {row['risk']:8} {row['source']:10} {row['description'][:70]}")
+
+
+@tools.command("show")
+@click.argument("name")
+@click.option("--tools", "tools_files", multiple=True, type=click.Path(dir_okay=False))
+def tools_show(name: str, tools_files: tuple[str, ...]) -> None:
+    """A tool's schema, its grammar, and which keywords the validator enforces."""
+    from edgeagent.grammar.compiler import compile_schema, describe_validator_keywords
+
+    tool = _registry(tools_files).get(name)
+    compiled = compile_schema(tool.parameters)
+    click.echo(
+        f"{tool.name} [{tool.risk}{', local only' if tool.local_only else ''}] from {tool.source}"
+    )
+    click.echo(tool.description)
+    click.echo("\nschema:")
+    click.echo(json.dumps(tool.parameters, indent=2, ensure_ascii=False))
+    click.echo("\ngrammar:")
+    click.echo(compiled.gbnf.rstrip("\n"))
+    click.echo("\nvalidator-enforced:")
+    lines = describe_validator_keywords(compiled) + [f"note: {n}" for n in compiled.notes]
+    lines += [f"semantic validator: {getattr(v, '__name__', v)}" for v in tool.validators]
+    for line in lines or ["(nothing: the grammar enforces the whole schema)"]:
+        click.echo(f"  {line}")
+
+
+# ---- history and metrics ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--limit", type=int, default=20)
+@click.option("--id", "request_id", default=None, help="Show one request in full.")
+@click.option("--json", "as_json", is_flag=True)
+def logs(limit: int, request_id: str | None, as_json: bool) -> None:
+    """Browse the history: requests, their calls, routes, confidence, latency and energy."""
+    from edgeagent.store import Store
+
+    with Store(_settings().db_path) as store:
+        data = store.request_detail(request_id) if request_id else store.recent_requests(limit)
+    if as_json or request_id:
+        _print_json(data)
+        return
+    for row in data:
+        conf = row.get("confidence")
+        click.echo(
+            f"{row['created_at'][:19]} {row['id']} {row.get('route') or '-':14} "
+            f"conf {conf if conf is not None else '-':<6} {row.get('latency_s') or 0:6.2f} s  "
+            f"{(row.get('prompt') or '')[:50]}"
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def stats(as_json: bool) -> None:
+    """The five production metrics from the history database."""
+    from edgeagent.metrics.stats import compute_stats, format_stats
+    from edgeagent.store import Store
+
+    with Store(_settings().db_path) as store:
+        data = compute_stats(store)
+    if as_json:
+        _print_json(data)
+    else:
+        click.echo(format_stats(data))
 
 
 # ---- doctor -------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class Settings:
     n_threads: int | None = None
     n_gpu_layers: int = -1
     max_tokens: int = 256
+    string_cap: int = 200
+    answer_cap: int = 1200
     decode_timeout_s: float = 60.0
     temperature: float = 0.0
     allow_network: bool = False

@@ -103,3 +103,7 @@ class OfflineError(EdgeAgentError):
 
 class StoreError(EdgeAgentError):
     """The history database is unreadable or corrupt."""
+
+
+class EnvelopeParseError(EdgeAgentError):
+    """Model output looked like a tool call but is not one in the envelope's wire format."""

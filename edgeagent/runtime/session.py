@@ -23,6 +23,19 @@ def load_local_model(settings: Settings, *, progress: bool = False):
     return LocalModel(path, settings)
 
 
+_LOADED: dict[tuple, object] = {}
+
+
+def cached_local_model(settings: Settings):
+    """One loaded model per (model, n_ctx, threads) in this process (library and eval use)."""
+    key = (settings.model, str(settings.models_dir), settings.n_ctx, settings.n_threads)
+    model = _LOADED.get(key)
+    if model is None:
+        model = load_local_model(settings)
+        _LOADED[key] = model
+    return model
+
+
 def answer_once(
     settings: Settings,
     prompt: str,

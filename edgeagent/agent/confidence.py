@@ -1,0 +1,103 @@
+"""A per-call confidence score in [0, 1] from the log-probabilities of freely chosen tokens.
+
+Forced tokens (the grammar left no choice) carry no information and are ignored. The parts:
+
+- ``decision``: probability of the first free token of the output (call vs answer, and the first
+  letters of the tool name under the grammar);
+- ``name_margin``: how far the tool-name choice beat the runner-up (1 - exp(-margin));
+- ``arg_min`` / ``arg_mean``: weakest and geometric-mean probability of free argument tokens;
+- ``validator``: 1.0 valid, 0.6 valid after a repair turn, 0.0 invalid.
+
+score = validator * (0.35 * decision + 0.15 * name_margin + 0.25 * arg_mean + 0.25 * arg_min).
+The weights are a documented prior, not yet calibrated on held-out data (see bench/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+NAME_MARKER = '{"name":"'
+ARGS_MARKER = '"arguments":'
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """A score and the parts it was made from (stored with every call)."""
+
+    score: float
+    parts: dict[str, float]
+
+
+def _spans(choices: Sequence) -> list[tuple[int, int]]:
+    spans, offset = [], 0
+    for choice in choices:
+        spans.append((offset, offset + len(choice.text)))
+        offset += len(choice.text)
+    return spans
+
+
+def _free_in(choices, spans, start: int, end: int) -> list:
+    return [
+        c for c, (a, _b) in zip(choices, spans, strict=True) if start <= a < end and not c.forced
+    ]
+
+
+def _prob(logprob: float) -> float:
+    return math.exp(max(-50.0, min(0.0, logprob)))
+
+
+def call_confidences(
+    choices: Sequence, call_count: int, validator: Sequence[float]
+) -> list[Confidence]:
+    """One Confidence per call found in the decoded output (calls in output order)."""
+    text = "".join(c.text for c in choices)
+    spans = _spans(choices)
+    starts = []
+    position = text.find(NAME_MARKER)
+    while position != -1 and len(starts) < call_count:
+        starts.append(position)
+        position = text.find(NAME_MARKER, position + 1)
+    free_all = [c for c in choices if not c.forced]
+    decision = _prob(free_all[0].logprob) if free_all else 1.0
+    results = []
+    for index in range(call_count):
+        start = starts[index] if index < len(starts) else 0
+        end = starts[index + 1] if index + 1 < len(starts) else len(text)
+        args_at = text.find(ARGS_MARKER, start, end)
+        args_at = end if args_at == -1 else args_at
+        name_tokens = _free_in(choices, spans, start, args_at)
+        arg_tokens = _free_in(choices, spans, args_at, end)
+        margin = name_tokens[0].margin if name_tokens else math.inf
+        name_margin = 1.0 if math.isinf(margin) else 1.0 - math.exp(-max(0.0, margin))
+        if arg_tokens:
+            probs = [_prob(c.logprob) for c in arg_tokens]
+            arg_min = min(probs)
+            arg_mean = math.exp(sum(c.logprob for c in arg_tokens) / len(arg_tokens))
+        else:
+            arg_min = arg_mean = 1.0
+        verdict = validator[index] if index < len(validator) else 0.0
+        first = decision if index == 0 else (_prob(name_tokens[0].logprob) if name_tokens else 1.0)
+        raw = 0.35 * first + 0.15 * name_margin + 0.25 * arg_mean + 0.25 * arg_min
+        parts = {
+            "decision": round(first, 4),
+            "name_margin": round(name_margin, 4),
+            "arg_min": round(arg_min, 4),
+            "arg_mean": round(arg_mean, 4),
+            "validator": verdict,
+            "free_tokens": float(len(name_tokens) + len(arg_tokens)),
+        }
+        results.append(Confidence(round(verdict * raw, 4), parts))
+    return results
+
+
+def answer_confidence(choices: Sequence) -> Confidence:
+    """Confidence of a plain answer: the decision token and the geometric mean of free tokens."""
+    free = [c for c in choices if not c.forced]
+    if not free:
+        return Confidence(1.0, {"decision": 1.0, "mean": 1.0})
+    decision = _prob(free[0].logprob)
+    mean = math.exp(sum(c.logprob for c in free) / len(free))
+    score = 0.6 * decision + 0.4 * mean
+    return Confidence(round(score, 4), {"decision": round(decision, 4), "mean": round(mean, 4)})

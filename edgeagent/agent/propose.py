@@ -1,0 +1,255 @@
+"""Local proposals: prompt -> grammar-constrained decode -> parse -> validate -> repair -> score.
+
+Every decode is bounded in tokens and wall-clock time, and free strings are capped by the
+grammar, so a runaway value ends in one repair turn (still under the grammar), never at the
+context limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from edgeagent.agent.confidence import answer_confidence, call_confidences
+from edgeagent.agent.prompt import repair_message, system_prompt
+from edgeagent.agent.validate import Validation, validate_call
+from edgeagent.config import Settings
+from edgeagent.errors import EnvelopeParseError
+from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
+
+MAX_PARALLEL_CALLS = 4
+
+
+@dataclass
+class Proposal:
+    """What one local decode proposed: an answer or validated calls, with the evidence."""
+
+    answer: str | None
+    calls: list[ToolCall]
+    validations: list[Validation]
+    confidence: float
+    usage: Usage
+    raw: str
+    repaired: bool = False
+    engine: str = ""
+    finish_reason: str = ""
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None and all(v.valid for v in self.validations)
+
+
+@dataclass
+class AgentResult:
+    """Everything about one request; ``to_dict`` is what `edgeagent run --json` prints."""
+
+    request_id: str
+    answer: str
+    calls: list[ToolCall] = field(default_factory=list)
+    results: list[ToolResult] = field(default_factory=list)
+    route: RouteDecision | None = None
+    confidence: float | None = None
+    latency_s: float = 0.0
+    energy_j: float = 0.0
+    energy_source: str = "estimate"
+    energy_estimated: bool = True
+    usage: Usage = field(default_factory=Usage)
+    notices: list[str] = field(default_factory=list)
+    model: str = ""
+    steps: int = 0
+
+    def to_dict(self) -> dict:
+        by_call = {r.call_id: r for r in self.results}
+        calls = []
+        for call in self.calls:
+            result = by_call.get(call.id)
+            calls.append(
+                {
+                    "id": call.id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "status": result.status if result else call.status,
+                    "result": (result.output if result and result.ok else None),
+                    "error": (result.error if result else call.error),
+                    "confidence": call.confidence,
+                    "confidence_parts": call.confidence_parts,
+                    "route": call.route,
+                    "repaired": call.repaired,
+                }
+            )
+        return {
+            "request_id": self.request_id,
+            "answer": self.answer,
+            "calls": calls,
+            "route": self.route.route if self.route else "local",
+            "route_reason": self.route.reason if self.route else "",
+            "confidence": self.confidence,
+            "latency_s": round(self.latency_s, 4),
+            "ttft_s": round(self.usage.ttft_s, 4),
+            "prompt_tokens": self.usage.prompt_tokens,
+            "cached_prompt_tokens": self.usage.cached_prompt_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "energy_j": round(self.energy_j, 4),
+            "energy_source": self.energy_source,
+            "energy_estimated": self.energy_estimated,
+            "model": self.model,
+            "steps": self.steps,
+            "notices": self.notices,
+        }
+
+
+def _usage_of(generation) -> Usage:
+    return Usage(
+        prompt_tokens=generation.prompt_tokens,
+        cached_prompt_tokens=generation.cached_prompt_tokens,
+        output_tokens=generation.output_tokens,
+        sampled_tokens=len(generation.sampled),
+        ttft_s=generation.ttft_s,
+        total_s=generation.total_s,
+    )
+
+
+def _as_dicts(messages: Sequence) -> list[dict]:
+    out = []
+    for m in messages:
+        if isinstance(m, dict):
+            out.append({"role": m["role"], "content": m.get("content") or ""})
+        else:
+            out.append({"role": m.role, "content": m.content or ""})
+    return out
+
+
+class LocalProposer:
+    """Local model + tools + grammar engine: turns a conversation into validated proposals."""
+
+    def __init__(self, model, registry, settings: Settings, engine: str = "llguidance") -> None:
+        from edgeagent.grammar.engine import make_engine
+
+        self.model = model
+        self.registry = registry
+        self.settings = settings
+        self.engine = make_engine(model.llama, model.fingerprint, engine) if len(registry) else None
+        self.engine_name = self.engine.info.name if self.engine else "none"
+        self.system = system_prompt(list(registry))
+        self.prefix_cache = None
+
+    def warm_prefix(self):
+        """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
+        from edgeagent.runtime.prefix_cache import PrefixCache, stable_prefix_text
+
+        if self.prefix_cache is None:
+            self.prefix_cache = PrefixCache(self.settings.home / "kv-cache")
+        prefix = stable_prefix_text(self.model, self.system)
+        return self.prefix_cache.warm(self.model, prefix)
+
+    def envelope(self, mode: str):
+        from edgeagent.grammar.envelope import build_envelope
+
+        tools = [(t.name, t.parameters) for t in self.registry]
+        return build_envelope(
+            tools,
+            mode=mode,
+            max_calls=MAX_PARALLEL_CALLS if mode != "none" else 1,
+            answer_cap=self.settings.answer_cap,
+            string_cap=self.settings.string_cap,
+        )
+
+    def _bounds(self) -> dict:
+        return {"max_tokens": self.settings.max_tokens, "timeout_s": self.settings.decode_timeout_s}
+
+    def _decode(self, messages: list[dict], mode: str, on_text) -> tuple:
+        from edgeagent.grammar.engine import constrain
+
+        prompt = self.model.render(messages)
+        if self.engine is None or mode == "free":
+            gen = self.model.generate(
+                prompt, on_text=on_text, temperature=0.0, repeat_penalty=1.15, **self._bounds()
+            )
+            return gen, "none"
+        constraint, info = constrain(self.engine, self.envelope(mode).gbnf)
+        gen = self.model.generate(
+            prompt, constraint=constraint, on_text=on_text, temperature=0.0, **self._bounds()
+        )
+        return gen, info.name
+
+    def propose(
+        self,
+        conversation: Sequence,
+        *,
+        mode: str = "auto",
+        context=None,
+        on_text: Callable[[str], None] | None = None,
+        allow_repair: bool = True,
+    ) -> Proposal:
+        """Decode once under the envelope; validate; repair once if invalid; score confidence."""
+        messages = [{"role": "system", "content": self.system}, *_as_dicts(conversation)]
+        if not len(self.registry):
+            mode = "free"
+        gen, engine = self._decode(messages, mode, on_text)
+        usage = _usage_of(gen)
+        proposal = self._read(gen, usage, engine, context)
+        if proposal.valid or not allow_repair:
+            return proposal
+        error = "; ".join(v.error or "" for v in proposal.validations if not v.valid)
+        if not proposal.validations:
+            error = proposal.error or "the output was not a valid call"
+        names = {c.name for c in proposal.calls if c.name in self.registry}
+        repair_mode = names.pop() if len(names) == 1 and len(proposal.calls) == 1 else "required"
+        repair = [
+            *messages,
+            {"role": "assistant", "content": proposal.raw},
+            {"role": "user", "content": repair_message(error)},
+        ]
+        gen2, engine = self._decode(repair, repair_mode, None)
+        usage.add(_usage_of(gen2))
+        repaired = self._read(gen2, usage, engine, context, repaired=True)
+        if repaired.valid:
+            return repaired
+        proposal.usage = usage
+        return proposal
+
+    def _read(self, gen, usage: Usage, engine: str, context, repaired: bool = False) -> Proposal:
+        from edgeagent.grammar.envelope import parse_envelope
+
+        text = gen.text
+        try:
+            parsed = parse_envelope(text)
+        except EnvelopeParseError as exc:
+            error = f"{exc.message} (output ended: {gen.finish_reason})"
+            return Proposal(
+                None, [], [], 0.0, usage, text, repaired, engine, gen.finish_reason, error
+            )
+        if isinstance(parsed, str):
+            conf = answer_confidence(gen.choices)
+            return Proposal(
+                parsed.strip(), [], [], conf.score, usage, text, repaired, engine, gen.finish_reason
+            )
+        calls = [ToolCall(p.name, dict(p.arguments), repaired=repaired) for p in parsed]
+        validations = [validate_call(c, self.registry, context) for c in calls]
+        verdicts = [(0.6 if repaired else 1.0) if v.valid else 0.0 for v in validations]
+        for call, conf in zip(
+            calls, call_confidences(gen.choices, len(calls), verdicts), strict=True
+        ):
+            call.confidence, call.confidence_parts = conf.score, conf.parts
+        score = min((c.confidence or 0.0) for c in calls)
+        return Proposal(
+            None, calls, validations, score, usage, text, repaired, engine, gen.finish_reason
+        )
+
+
+def build_tool_registry(tools: Iterable | None, context, tools_files: Sequence = ()):
+    """The registry for a request: given tools, else the built-ins, plus any tools files."""
+    from edgeagent.tools.discovery import build_registry
+    from edgeagent.tools.registry import ToolRegistry, as_tool
+
+    if tools is not None:
+        registry = ToolRegistry([as_tool(t) for t in tools])
+        for path in tools_files:
+            from edgeagent.tools.discovery import load_tools_file
+
+            registry.extend(load_tools_file(path))
+        return registry
+    from edgeagent.tools.builtin import make_builtin_tools
+
+    return build_registry(make_builtin_tools(context), tools_files=tools_files)
