@@ -45,7 +45,11 @@ class EdgeAgentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgeAgentError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+            message = exc.message
+            path = getattr(exc, "path", None)
+            if path and path != "$" and path not in message:
+                message += f" at {path}"
+            click.echo(f"error: {message}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)

@@ -121,6 +121,8 @@ def rep(node: Node, lo: int, hi: int | None) -> Node:
         return node
     if isinstance(node, Rep) and node.lo == 0 and node.hi == 1 and lo == 0 and hi == 1:
         return node
+    if isinstance(node, Rep) and node.lo == node.hi and lo == hi:  # (x{a}){n} is x{a*n}
+        return rep(node.node, node.lo * lo, node.lo * lo)
     return Rep(node, lo, hi)
 
 
@@ -217,7 +219,8 @@ def render(node: Node, prec: int = _ALT, lark: LarkStyle | None = None) -> str:
         return text if prec <= _ALT else f"({text})"
     inner = render(node.node, _ATOM, lark)
     if isinstance(node.node, Rep):
-        inner = f"({inner})"
+        # gbnf_to_lark drops the parentheses of ("a"{2}){1,3}; an empty literal keeps them
+        inner = f"({inner})" if lark is not None else f'({inner} "")'
     text = _render_rep(inner, node.lo, node.hi)
     return f"({text})" if prec >= _ATOM and " " in text else text
 

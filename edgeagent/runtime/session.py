@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 
 from edgeagent.config import Settings
 
@@ -34,45 +32,3 @@ def cached_local_model(settings: Settings):
         model = load_local_model(settings)
         _LOADED[key] = model
     return model
-
-
-def answer_once(
-    settings: Settings,
-    prompt: str,
-    *,
-    progress: bool = False,
-    on_text: Callable[[str], None] | None = None,
-    system: str | None = None,
-) -> dict:
-    """Answer ``prompt`` with the local model; returns the fields `edgeagent run --json` prints."""
-    from edgeagent.metrics.energy import select_energy_meter
-
-    started = time.perf_counter()
-    model = load_local_model(settings, progress=progress)
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": prompt})
-    meter = select_energy_meter(settings)
-    meter.start()
-    try:
-        generation = model.chat(messages, on_text=on_text, repeat_penalty=1.15)
-    finally:
-        energy = meter.stop()
-    result = {
-        "answer": generation.text.strip(),
-        "model": model.path.name,
-        "model_path": str(model.path),
-        "route": "local",
-        "finish_reason": generation.finish_reason,
-        "latency_s": round(time.perf_counter() - started, 4),
-        "load_s": round(model.load_s, 4),
-        "ttft_s": round(generation.ttft_s, 4),
-        "tokens_per_s": round(generation.tokens_per_s, 2),
-        "prompt_tokens": generation.prompt_tokens,
-        "output_tokens": generation.output_tokens,
-        "energy_j": round(energy.joules, 4),
-        "energy_source": energy.source,
-        "energy_estimated": energy.estimated,
-        "calls": [],
-    }
-    model.close()
-    return result

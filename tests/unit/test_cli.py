@@ -116,3 +116,85 @@ def test_doctor_json_reports_checks():
     names = {c["name"] for c in data["checks"]}
     assert {"llama-cpp-python", "llama.cpp backend", "memory", "energy", "database"} <= names
     assert all(c["fix"] for c in data["checks"] if c["status"] == "fail")
+
+
+def test_grammar_prints_gbnf_for_a_schema(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(
+        json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+    )
+    result = invoke("grammar", "--schema", str(schema))
+    assert result.exit_code == 0
+    assert "root ::=" in result.output
+
+
+def test_grammar_names_the_keyword_it_cannot_honour(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(
+        json.dumps({"type": "object", "properties": {"x": {"not": {"type": "string"}}}})
+    )
+    result = CliRunner().invoke(cli, ["grammar", "--schema", str(schema)])
+    assert result.exit_code == 2
+    assert "not" in result.output and "$.properties.x" in result.output
+
+
+def test_grammar_reports_validator_enforced_keywords_on_stderr(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"x": {"type": "number", "multipleOf": 0.5}},
+                "required": ["x"],
+            }
+        )
+    )
+    result = CliRunner().invoke(cli, ["grammar", "--schema", str(schema)])
+    assert result.exit_code == 0
+    assert "multipleOf" in result.stderr
+
+
+def test_grammar_accepts_an_openai_tool_list(tmp_path):
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "description": "d",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string", "maxLength": 5}},
+                },
+            },
+        }
+    ]
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps(tools))
+    result = invoke("grammar", "--schema", str(path))
+    assert result.exit_code == 0 and '\\"f\\"' in result.output or '"f"' in result.output
+
+
+def test_tools_list_and_show():
+    rows = json.loads(invoke("tools", "list", "--json").output)
+    names = {r["name"] for r in rows}
+    assert {"read_file", "write_file", "calculator", "http_get", "list_dir"} <= names
+    risks = {r["name"]: r["risk"] for r in rows}
+    assert risks["write_file"] == "write" and risks["http_get"] == "network"
+    shown = invoke("tools", "show", "read_file").output
+    assert "grammar:" in shown and "root ::=" in shown
+
+
+def test_stats_and_logs_on_an_empty_history():
+    data = json.loads(invoke("stats", "--json").output)
+    assert "schema_validity_rate" in data and "latency_p95_s" in data
+    assert json.loads(invoke("logs", "--json").output) == []
+
+
+def test_corrupt_database_is_a_clear_error(isolated_home):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    db = isolated_home / "edgeagent.db"
+    db.write_bytes(os.urandom(8192))
+    before = db.read_bytes()
+    result = CliRunner().invoke(cli, ["stats"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert db.read_bytes() == before

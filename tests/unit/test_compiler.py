@@ -611,6 +611,8 @@ def test_lark_rendering_is_exact_where_gbnf_to_lark_is_not(engines):
 
 def test_nested_quantifiers_render_unambiguously(engines):
     check(engines, {"type": "string", "pattern": "^(?:a{2}){3}$"}, ["aaaaaa"], ['"aaaa"', '"aaaaaaaa"'])
+    check(engines, {"type": "string", "pattern": "^(?:ab?){2,3}$"}, ["aa", "abab", "aaab"], ['"a"', '"abababa"'])
+    check(engines, {"type": "string", "pattern": "^(?:a{2}){1,2}$"}, ["aa", "aaaa"], ['"aaa"', '"a"'])
 
 
 def test_base_json_grammar_file_matches_compiler(engines):
