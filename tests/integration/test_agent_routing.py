@@ -1,0 +1,111 @@
+"""The agent's routing on the real local model: escalation to an OpenAI-compatible endpoint on
+loopback when confidence is low and the network is allowed; fallback and notice when it fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeagent.agent.loop import Agent
+from edgeagent.config import load_settings
+from edgeagent.runtime.local import LocalModel
+from tests.integration.remote_server import (
+    canned_server,
+    chat_completion,
+    closed_port_url,
+    json_body,
+)
+
+pytestmark = pytest.mark.model
+KEY = "sk-test-SECRET-4242-never-stored"
+
+
+@pytest.fixture(scope="module")
+def model(smollm_path):
+    loaded = LocalModel(smollm_path, load_settings(n_ctx=2048))
+    yield loaded
+    loaded.close()
+
+
+def settings_for(tmp_path, url: str, **extra):
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    values = {
+        "allow_network": True,
+        "remote_url": url,
+        "remote_api_key": KEY,
+        "remote_timeout_s": 5.0,
+        "remote_retries": 0,
+        "confidence_threshold": 1.0,  # always below: always escalate
+        "max_tokens": 48,
+        "max_steps": 2,
+        **extra,
+    }
+    return load_settings(home=tmp_path / "home", allowed_roots=(root,), **values)
+
+
+def remote_calculator(seen):
+    if seen.count == 1:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0",
+                    "type": "function",
+                    "function": {
+                        "name": "calculator",
+                        "arguments": json.dumps({"expression": "6*7"}),
+                    },
+                }
+            ],
+        }
+    else:
+        message = {"role": "assistant", "content": "The answer is 42."}
+    return json_body(chat_completion(message))
+
+
+def test_low_confidence_escalates_and_remote_calls_are_validated_and_run(model, tmp_path):
+    with canned_server(remote_calculator) as (url, seen):
+        settings = settings_for(tmp_path, url)
+        agent = Agent(settings, model=model)
+        result = agent.run("What is six times seven?")
+        agent.close()
+    data = result.to_dict()
+    assert data["route"] == "remote"
+    calc = [c for c in data["calls"] if c["name"] == "calculator"]
+    assert calc and calc[0]["route"] == "remote" and calc[0]["status"] == "ok"
+    assert calc[0]["result"].strip() == "42"
+    assert seen.count >= 1
+    # tools go out in OpenAI format; the key is sent but never stored
+    assert seen.bodies[0]["tools"]
+    assert (
+        seen.headers[0].get("authorization", seen.headers[0].get("Authorization"))
+        == f"Bearer {KEY}"
+    )
+    for suffix in ("", "-wal"):
+        path = settings.db_path.with_name(settings.db_path.name + suffix)
+        if path.exists():
+            assert KEY.encode() not in path.read_bytes()
+
+
+def test_remote_down_uses_the_local_result_and_says_so(model, tmp_path):
+    settings = settings_for(tmp_path, closed_port_url())
+    agent = Agent(settings, model=model, tools=[])
+    result = agent.run("Say hi.")
+    agent.close()
+    assert result.route.route == "local_fallback"
+    assert result.answer
+    assert any("remote" in n.lower() for n in result.notices)
+
+
+def test_offline_never_consults_the_remote(model, tmp_path):
+    with canned_server(remote_calculator) as (url, seen):
+        settings = settings_for(tmp_path, url, allow_network=False)
+        agent = Agent(settings, model=model, tools=[])
+        result = agent.run("Say hi.")
+        agent.close()
+    assert seen.count == 0
+    assert result.route.route == "local"
+    assert result.route.reason.startswith("network off")
