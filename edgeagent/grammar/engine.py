@@ -22,7 +22,6 @@ import numpy as np
 
 from edgeagent.errors import GrammarError
 
-_TOKENIZER_CACHE: dict[str, object] = {}
 _GRAMMAR_CACHE: dict[str, str] = {}
 _LOCK = threading.Lock()
 
@@ -92,13 +91,15 @@ class LLGuidanceEngine:
         self._llama = llama
         self._n_vocab = llama.n_vocab()
         self._eos = llama.token_eos()
+        # The tokenizer calls back into this llama.cpp vocab, so it lives exactly as long as the
+        # Llama object that owns the vocab (a cache keyed by file would outlive a closed model).
         with _LOCK:
-            tokenizer = _TOKENIZER_CACHE.get(model_key)
+            tokenizer = getattr(llama, "_edgeagent_lltokenizer", None)
             if tokenizer is None:
                 with warnings.catch_warnings():  # one deprecation warning per vocab entry
                     warnings.simplefilter("ignore", DeprecationWarning)
                     tokenizer = lltokenizer_from_vocab(llama._model.vocab)
-                _TOKENIZER_CACHE[model_key] = tokenizer
+                llama._edgeagent_lltokenizer = tokenizer
         self.tokenizer = tokenizer
 
     def compile(self, gbnf: str) -> str:
