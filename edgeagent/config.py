@@ -122,7 +122,9 @@ def load_settings(**overrides) -> Settings:
         try:
             data = tomllib.loads(config_file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_file} is not valid TOML: {exc}", "fix or delete it") from exc
+            raise ConfigError(
+                f"{config_file} is not valid TOML: {exc}", "fix or delete it"
+            ) from exc
         for key, raw in data.items():
             if key not in _FIELDS or key == "home":
                 raise ConfigError(f"{config_file}: unknown setting {key!r}", "remove it")

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import product
@@ -36,6 +37,7 @@ from edgeagent.grammar.regex_gbnf import (
     encode_json,
     format_json_node,
     format_node,
+    has_empty_class,
     json_text,
     length_bounds,
     opt,
@@ -52,6 +54,7 @@ __all__ = [
     "ValidatorKeyword",
     "compile_schema",
     "describe_validator_keywords",
+    "lark_for",
 ]
 
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
@@ -253,6 +256,8 @@ class SchemaCompiler:
         self._vk: list[ValidatorKeyword] = []
         self._notes: dict[str, list[str]] = {}
         self._checked: dict[int, dict] = {}
+        self._maybe_unproductive = False  # set by $ref cycles and empty character classes
+        self._layouts: dict[str, tuple[int, dict[str, Node], list[str]]] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -337,6 +342,9 @@ class SchemaCompiler:
         return "\n".join(lines) + "\n"
 
     def _layout(self, root: str) -> tuple[dict[str, Node], list[str]]:
+        cached = self._layouts.get(root)
+        if cached is not None and cached[0] == len(self.rules):
+            return cached[1], cached[2]
         bodies = self._pruned()
         if root not in bodies:
             raise GrammarError(
@@ -354,12 +362,21 @@ class SchemaCompiler:
                     seen.add(ref)
                     order.append(ref)
             i += 1
+        self._layouts[root] = (len(self.rules), bodies, order)
         return bodies, order
 
+    def render(self, root: str) -> tuple[str, str]:
+        """(GBNF, Lark) for ``root``; the pair is registered for ``lark_for``."""
+        gbnf, lark = self.grammar(root), self.lark(root)
+        _LARK_BY_GBNF[gbnf] = lark
+        _LARK_BY_GBNF.move_to_end(gbnf)
+        while len(_LARK_BY_GBNF) > _LARK_REGISTRY_SIZE:
+            _LARK_BY_GBNF.popitem(last=False)
+        return gbnf, lark
+
     def result(self, root: str) -> CompiledGrammar:
-        return CompiledGrammar(
-            self.grammar(root), root, self.validator_keywords, self.notes, self.lark(root)
-        )
+        gbnf, lark = self.render(root)
+        return CompiledGrammar(gbnf, root, self.validator_keywords, self.notes, lark)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -469,6 +486,8 @@ class SchemaCompiler:
     def _pruned(self) -> dict[str, Node]:
         """Rule bodies without alternatives that can never finish (unproductive recursion)."""
         bodies = {k: v for k, v in self.rules.items() if v is not None}
+        if not self._maybe_unproductive:
+            return bodies  # no $ref cycle and no empty class: every rule can finish
         productive: set[str] = set()
         memo: dict[int, bool] = {}
 
@@ -673,6 +692,8 @@ class SchemaCompiler:
         """The tool-parameter root: the schema intersected with ``{"type": "object"}``."""
         if schema is True:
             return {"type": "object"}
+        if schema is False:
+            raise GrammarError("the schema `false` matches nothing", keyword=None, path="$")
         s = self._check(schema, "$")
         if "type" in s and "object" not in _type_list(s["type"]):
             raise GrammarError(
@@ -731,6 +752,8 @@ class SchemaCompiler:
     def _ref(self, ref: object, path: str, doc: _Doc, depth: int) -> Node:
         ptr = self._pointer(ref, path)
         if ptr in doc.refs:
+            if self.rules.get(doc.refs[ptr]) is None:
+                self._maybe_unproductive = True  # a reference cycle
             return Ref(doc.refs[ptr])
         target, tpath = self._resolve(ptr, doc, path)
         last = ptr.rsplit("/", 1)[-1] if ptr != "#" else "self"
@@ -937,6 +960,8 @@ class SchemaCompiler:
             return True
         if disjoint([values(b) for b in infos]):
             return True
+        if not all(_type_list(b.get("type", [])) == ["object"] for b in infos):
+            return False  # `required` says nothing about non-objects, which match every branch
         common = set.intersection(*[set(b.get("required", [])) for b in infos])
         for prop in sorted(common):
             props = [b.get("properties", {}).get(prop) for b in infos]
@@ -1085,7 +1110,10 @@ class SchemaCompiler:
                     path,
                 )
             parts = [] if branch.start else [pad]
-            parts.append(encode_json(branch.node))
+            core = encode_json(branch.node)
+            if has_empty_class(core):
+                self._maybe_unproductive = True  # an empty class like [^\s\S]
+            parts.append(core)
             if not branch.end:
                 parts.append(pad)
             alts.append(seq(*parts))
@@ -1179,7 +1207,9 @@ class SchemaCompiler:
             keyword="maxProperties" if max_p is not None and max_p < n_req else "minProperties",
             path=path,
         )
-        if max_p is not None and n_req > max_p:
+        if (max_p is not None and n_req > max_p) or (
+            min_p is not None and max_p is not None and min_p > max_p
+        ):
             raise unsat
         elo, ehi = 0, 0
         if extra is None:
@@ -1197,6 +1227,10 @@ class SchemaCompiler:
             if n_opt == 0:
                 elo = max(0, (min_p or 0) - n_req)
                 ehi = max_p - n_req if max_p is not None else max(elo, self.array_cap)
+                if elo:
+                    self._report(
+                        "minProperties", path, "repeated free keys collapse into one when parsed"
+                    )
             else:
                 ehi = max_p - n_req if max_p is not None else self.array_cap
                 for key, val in (("minProperties", min_p), ("maxProperties", max_p)):
@@ -1320,6 +1354,19 @@ class SchemaCompiler:
             here = seq(Lit(",") if i else EMPTY, nodes[i], body)
             body = here if i < lo else opt(here)
         return seq(Lit("["), body, Lit("]"))
+
+
+_LARK_REGISTRY_SIZE = 2048  # more than the compile and envelope caches hold together
+_LARK_BY_GBNF: OrderedDict[str, str] = OrderedDict()
+
+
+def lark_for(gbnf: str) -> str | None:
+    """The exact llguidance Lark for GBNF text this compiler produced in this process, or None.
+
+    Engines that take GBNF text should prefer it to ``llguidance.gbnf_to_lark``, whose greedy
+    whole-rule lexemes can reject valid text (see ``SchemaCompiler.lark``).
+    """
+    return _LARK_BY_GBNF.get(gbnf)
 
 
 def compile_schema(

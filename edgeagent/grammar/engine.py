@@ -109,7 +109,11 @@ class LLGuidanceEngine:
         if cached is not None:
             return cached
         try:
-            lark = self._gbnf_to_lark(gbnf)
+            from edgeagent.grammar.compiler import lark_for
+
+            # our compiler keeps an exact Lark twin of every grammar it emits; gbnf_to_lark
+            # merges literal-only rules into greedy lexemes, which can reject valid JSON
+            lark = lark_for(gbnf) or self._gbnf_to_lark(gbnf)
             grammar = self._llg.LLMatcher.grammar_from_lark(lark)
         except Exception as exc:  # llguidance raises ValueError/RuntimeError variants
             raise GrammarError(f"llguidance cannot parse the grammar: {exc}") from exc

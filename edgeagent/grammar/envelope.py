@@ -22,7 +22,13 @@ from edgeagent.errors import EnvelopeParseError, GrammarError
 from edgeagent.grammar.compiler import SchemaCompiler, ValidatorKeyword
 from edgeagent.grammar.regex_gbnf import Cls, Lit, Ref, alt, cs, json_text, rep, seq
 
-__all__ = ["Envelope", "ParsedCall", "build_envelope", "parse_envelope"]
+__all__ = [
+    "Envelope",
+    "ParsedCall",
+    "build_envelope",
+    "describe_envelope_keywords",
+    "parse_envelope",
+]
 
 MODES = ("auto", "required", "none")
 ANSWER_FIRST_EXCLUDED = cs("{", "[", " ", "\t", "\n", "\r", "\0")
@@ -140,9 +146,10 @@ def _build_cached(
     notes = comp.notes
     if mode in ("auto", "none"):
         notes = (*notes, f"plain answers are capped at {answer_cap} characters")
+    gbnf, lark = comp.render("root")
     return Envelope(
-        gbnf=comp.grammar("root"),
-        lark=comp.lark("root"),
+        gbnf=gbnf,
+        lark=lark,
         tool_names=tuple(names),
         mode=mode,
         max_calls=max_calls,

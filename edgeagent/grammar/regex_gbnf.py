@@ -150,6 +150,21 @@ def refs_in(node: Node) -> list[str]:
     return out
 
 
+def has_empty_class(node: Node) -> bool:
+    """True if ``node`` contains a class that matches nothing (e.g. from ``[^\\s\\S]``)."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, Cls):
+            if not cur.ranges and not cur.negated:
+                return True
+        elif isinstance(cur, Seq | Alt):
+            stack.extend(cur.items)
+        elif isinstance(cur, Rep):
+            stack.append(cur.node)
+    return False
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -388,9 +403,6 @@ def cs(*items: str | tuple[int, int] | tuple[str, str]) -> Ranges:
     return _norm(out)
 
 
-UNIVERSE: Ranges = _norm([(0, MAX_CODEPOINT)])
-
-
 def union(*sets: Ranges) -> Ranges:
     return _norm([r for s in sets for r in s])
 
@@ -573,7 +585,6 @@ class PatternBranch:
     end: bool
 
 
-_SYNTAX = set("^$\\.*+?()[]{}|/-")
 _MAX_COUNT = 10000
 
 

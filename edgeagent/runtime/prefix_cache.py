@@ -88,10 +88,10 @@ class PrefixCache:
         llm = model.llama
         path = self._path(prefix_key(model, prefix_text))
         if llm.n_tokens >= len(tokens) and llm.input_ids[: len(tokens)].tolist() == tokens:
-            if not path.is_file():  # keep only the prefix's cells, and save them for next time
-                if llm._ctx.kv_cache_seq_rm(-1, len(tokens), -1):
-                    llm.n_tokens = len(tokens)
-                    self._save(model, path, tokens)
+            # keep only the prefix's cells, and save them for next time
+            if not path.is_file() and llm._ctx.kv_cache_seq_rm(-1, len(tokens), -1):
+                llm.n_tokens = len(tokens)
+                self._save(model, path, tokens)
             return WarmResult("memory", len(tokens), time.perf_counter() - started)
         if path.is_file() and self._load(model, path, tokens):
             return WarmResult("disk", len(tokens), time.perf_counter() - started)

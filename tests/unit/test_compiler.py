@@ -6,12 +6,15 @@ run); every grammar must also parse in llama.cpp's own GBNF parser.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import random
 import re
 import warnings
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from edgeagent.errors import GrammarError
@@ -19,6 +22,7 @@ from edgeagent.grammar.compiler import (
     SchemaCompiler,
     compile_schema,
     describe_validator_keywords,
+    lark_for,
 )
 from edgeagent.grammar.regex_gbnf import MAX_REPEAT, Ref, alt
 
@@ -26,12 +30,48 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Engines:
-    """llguidance matchers over a real vocabulary, plus llama.cpp's parser as a second opinion."""
+    """Both engines over a real vocabulary, without running the model.
+
+    llguidance: a matcher from the grammar's ``lark`` rendering (or ``gbnf_to_lark`` for raw
+    GBNF text). llama.cpp: its own grammar sampler (``llama_sampler_init_grammar``; note that
+    ``LlamaGrammar.from_string`` only stores the text and never parses it), fed token by token.
+    """
 
     def __init__(self, llm, tokenizer) -> None:
         self.llm = llm  # the tokenizer calls into this model's vocabulary: keep it alive
         self.tok = tokenizer
+        self.vocab = llm._model.vocab
         self._matchers: dict[tuple[str, bool], object] = {}
+
+    def llama_sampler(self, gbnf: str):
+        import llama_cpp
+
+        sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, gbnf.encode(), b"root")
+        if not sampler:
+            pytest.fail(f"llama.cpp refused the grammar (its parser printed why):\n{gbnf}")
+        return sampler
+
+    def _llama_allows(self, sampler, token: int) -> bool:
+        import llama_cpp
+
+        data = (llama_cpp.llama_token_data * 1)()
+        data[0].id, data[0].logit, data[0].p = token, 0.0, 0.0
+        arr = llama_cpp.llama_token_data_array(data=data, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(arr))
+        return not math.isinf(data[0].logit)
+
+    def llama_accepts(self, gbnf: str, text: str) -> bool:
+        import llama_cpp
+
+        sampler = self.llama_sampler(gbnf)
+        try:
+            for token in self.llm.tokenize(text.encode(), add_bos=False, special=False):
+                if not self._llama_allows(sampler, token):
+                    return False
+                llama_cpp.llama_sampler_accept(sampler, token)
+            return self._llama_allows(sampler, llama_cpp.llama_vocab_eos(self.vocab))
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
 
     def matcher(self, grammar):
         """A fresh-state matcher for a CompiledGrammar/Envelope (its .lark) or raw GBNF text.
@@ -45,10 +85,7 @@ class Engines:
             import llguidance
             from llguidance.gbnf_to_lark import gbnf_to_lark
 
-            try:
-                llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
-            except ValueError as exc:  # pragma: no cover - the assertion is the test
-                pytest.fail(f"llama.cpp refused the grammar: {exc}\n{gbnf}")
+            llama_cpp.llama_sampler_free(self.llama_sampler(gbnf))
             converted = llguidance.LLMatcher.grammar_from_lark(gbnf_to_lark(gbnf))
             error = llguidance.LLMatcher.validate_grammar(converted, self.tok)
             assert not error, f"llguidance refused gbnf_to_lark(gbnf): {error}\n{gbnf}"
@@ -61,18 +98,31 @@ class Engines:
         return self._matchers[key]
 
     def accepts(self, grammar, text: str) -> bool:
+        """llguidance's verdict; for compiled grammars llama.cpp must agree."""
         m = self.matcher(grammar).deep_copy()
-        return m.consume_tokens(self.tok.tokenize_str(text)) and m.is_accepting()
+        verdict = m.consume_tokens(self.tok.tokenize_str(text)) and m.is_accepting()
+        if not isinstance(grammar, str):
+            gbnf = grammar.gbnf
+            assert self.llama_accepts(gbnf, text) == verdict, (
+                f"engines disagree on {text!r}: llguidance says {verdict}\n{gbnf}"
+            )
+        return verdict
 
-    def walk(self, grammar, rng: random.Random, max_tokens: int = 300) -> str | None:
-        """Sample uniformly among allowed tokens until the grammar may stop; None if it never did."""
+    def walk(
+        self, grammar, rng: random.Random, max_tokens: int = 300, prefix: str = ""
+    ) -> str | None:
+        """Sample uniformly among allowed tokens until the grammar may stop; None if it never did.
+
+        ``prefix`` is consumed first (it must be allowed), to steer the walk into a branch.
+        """
         import numpy as np
         from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
         m = self.matcher(grammar).deep_copy()
         mask = allocate_token_bitmask(1, self.tok.vocab_size)
         eos = self.tok.eos_token
-        out: list[int] = []
+        out: list[int] = self.tok.tokenize_str(prefix) if prefix else []
+        assert m.consume_tokens(out), m.get_error()
         for _ in range(max_tokens):
             if m.is_stopped():
                 break
@@ -142,13 +192,21 @@ def test_scalar_types(engines):
 
 def test_type_list_and_missing_type(engines):
     check(engines, {"type": ["string", "null"]}, ["x", None], ["1", "true"])
-    check(engines, {"description": "anything"}, [1, "x", None, [1, {"a": []}], {"b": 2.5}], ["{'a':1}"])
+    check(
+        engines,
+        {"description": "anything"},
+        [1, "x", None, [1, {"a": []}], {"b": 2.5}],
+        ["{'a':1}"],
+    )
     # without "type", type-specific keywords constrain only their own type (JSON Schema semantics)
     check(engines, {"minLength": 2}, ["ab", 5, None, [1]], ['"a"'])
 
 
 def test_compact_fixed_whitespace(engines):
-    schema = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}}}}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "array", "items": {"type": "integer"}}},
+    }
     check(engines, schema, [{"a": [1, 2]}, {}], ['{"a": [1,2]}', '{ "a":[1,2]}', '{"a":[1, 2]}'])
 
 
@@ -164,7 +222,12 @@ def test_string_characters_and_escapes(engines):
 
 
 def test_min_max_length(engines):
-    check(engines, {"type": "string", "minLength": 2, "maxLength": 4}, ["ab", "abcd", "é😀"], ['"a"', '"abcde"'])
+    check(
+        engines,
+        {"type": "string", "minLength": 2, "maxLength": 4},
+        ["ab", "abcd", "é😀"],
+        ['"a"', '"abcde"'],
+    )
     check(engines, {"type": "string", "maxLength": 0}, [""], ['"a"'])
     with pytest.raises(GrammarError) as err:
         compile_schema({"type": "string", "minLength": 5, "maxLength": 2})
@@ -240,7 +303,12 @@ def test_optional_properties_nest_instead_of_chaining(engines):
 
 def test_additional_properties(engines):
     props = {"a": {"type": "integer"}}
-    check(engines, {"type": "object", "properties": props, "additionalProperties": False}, [{"a": 1}, {}], [{"b": 1}])
+    check(
+        engines,
+        {"type": "object", "properties": props, "additionalProperties": False},
+        [{"a": 1}, {}],
+        [{"b": 1}],
+    )
     strict = compile_schema({"type": "object", "properties": props})
     assert any("strict_objects" in n for n in strict.notes)
     assert not engines.accepts(strict, '{"a":1,"zz":2}')
@@ -274,19 +342,35 @@ def test_false_property_schema(engines):
 
 def test_min_max_properties(engines):
     fixed = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
-    exact = {**fixed, "additionalProperties": {"type": "integer"}, "minProperties": 2, "maxProperties": 3}
-    check(engines, exact, [{"a": 1, "b": 2}, {"a": 1, "b": 2, "c": 3}], [{"a": 1}, {"a": 1, "b": 2, "c": 3, "d": 4}])
-    assert ("minProperties", "$") not in keywords(exact)
+    exact = {
+        **fixed,
+        "additionalProperties": {"type": "integer"},
+        "minProperties": 2,
+        "maxProperties": 3,
+    }
+    check(
+        engines,
+        exact,
+        [{"a": 1, "b": 2}, {"a": 1, "b": 2, "c": 3}],
+        [{"a": 1}, {"a": 1, "b": 2, "c": 3, "d": 4}],
+    )
+    assert ("maxProperties", "$") not in keywords(exact)
+    assert ("minProperties", "$") in keywords(exact)  # {"a":1,"b":2,"b":3} parses to 2 keys
     loose = {"type": "object", "properties": {"a": {}, "b": {}}, "minProperties": 1}
     assert ("minProperties", "$") in keywords(loose)
     with pytest.raises(GrammarError) as err:
         compile_schema({"type": "object", "properties": {"a": {}}, "minProperties": 2})
     assert err.value.keyword == "minProperties"
+    with pytest.raises(GrammarError):
+        compile_schema({"type": "object", "minProperties": 3, "maxProperties": 2})
 
 
 def test_odd_property_names_make_valid_rule_names(engines):
-    names = ["start", "if", "3d", "", "a b", "ÄÖ", "x-y", "x_y", "root", "string", "quote\"s"]
-    schema = {"type": "object", "properties": {n: {"type": "string", "maxLength": 3} for n in names}}
+    names = ["start", "if", "3d", "", "a b", "ÄÖ", "x-y", "x_y", "root", "string", 'quote"s']
+    schema = {
+        "type": "object",
+        "properties": {n: {"type": "string", "maxLength": 3} for n in names},
+    }
     value = {n: "v" for n in names}
     check(engines, schema, [value], [])
 
@@ -305,8 +389,12 @@ def test_items_min_max(engines):
 
 
 def test_prefix_items(engines):
-    tup = {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False}
-    check(engines, tup, [[], ["a"], ["a", 1]], ['[1]', '["a",1,2]', '["a","b"]'])
+    tup = {
+        "type": "array",
+        "prefixItems": [{"type": "string"}, {"type": "integer"}],
+        "items": False,
+    }
+    check(engines, tup, [[], ["a"], ["a", 1]], ["[1]", '["a",1,2]', '["a","b"]'])
     rest = {
         "type": "array",
         "prefixItems": [{"type": "string"}],
@@ -314,7 +402,7 @@ def test_prefix_items(engines):
         "minItems": 2,
         "maxItems": 3,
     }
-    check(engines, rest, [["a", True], ["a", True, False]], ['["a"]', '["a",1]', '[true,true]'])
+    check(engines, rest, [["a", True], ["a", True, False]], ['["a"]', '["a",1]', "[true,true]"])
     with pytest.raises(GrammarError):
         compile_schema({"type": "array", "prefixItems": [{}], "items": False, "minItems": 2})
 
@@ -331,7 +419,12 @@ def test_integer_ranges(engines):
     compiled = compile_schema({"type": "integer", "minimum": -12, "maximum": 105})
     for v in range(-40, 140):
         assert engines.accepts(compiled, str(v)) is (-12 <= v <= 105), v
-    check(engines, {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3}, [1, 2], ["0", "3"])
+    check(
+        engines,
+        {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3},
+        [1, 2],
+        ["0", "3"],
+    )
     check(engines, {"type": "integer", "minimum": 0.5, "maximum": 2.5}, [1, 2], ["0", "3"])
     check(engines, {"type": "integer", "minimum": 10**20}, [10**20, 10**21 - 1], [str(10**20 - 1)])
     with pytest.raises(GrammarError):
@@ -356,22 +449,49 @@ def test_number_bounds_and_multiple_of_are_validator_keywords():
 
 
 def test_pattern_anchored_and_unanchored(engines):
-    check(engines, {"type": "string", "pattern": "^[a-z]{2,3}-\\d+$"}, ["ab-1", "abc-123"], ['"ab-"', '"Ab-1"', '"wxab-1"'])
+    check(
+        engines,
+        {"type": "string", "pattern": "^[a-z]{2,3}-\\d+$"},
+        ["ab-1", "abc-123"],
+        ['"ab-"', '"Ab-1"', '"wxab-1"'],
+    )
     # JSON Schema patterns are searches: an unanchored pattern may match anywhere
     check(engines, {"type": "string", "pattern": "ab+c"}, ["abc", "xxabbbcyy"], ['"ac"', '"abx"'])
     check(engines, {"type": "string", "pattern": "^x|y$"}, ["x", "xq", "qy", "y"], ['"qx"', '"yq"'])
-    check(engines, {"type": "string", "pattern": '^(?:a|"|\\\\)(?<n>\\.)?$'}, ['a', '"', "\\", "a."], ['"b"'])
-    check(engines, {"type": "string", "pattern": "^[^a-c]$"}, ["d", "\n", '"', "é"], ['"a"', '"dd"'])
+    check(
+        engines,
+        {"type": "string", "pattern": '^(?:a|"|\\\\)(?<n>\\.)?$'},
+        ["a", '"', "\\", "a."],
+        ['"b"'],
+    )
+    check(
+        engines, {"type": "string", "pattern": "^[^a-c]$"}, ["d", "\n", '"', "é"], ['"a"', '"dd"']
+    )
     check(engines, {"type": "string", "pattern": "^\\s\\S\\w\\W\\D$"}, [" a_!x"], ['"  _!x"'])
 
 
 @pytest.mark.parametrize(
     "pattern",
-    ["(?=a)", "(?!a)", "(?<=a)b", "(?<!a)b", "(a)\\1", "\\bword", "a^b", "a$b", "(?i)a", "\\p{L}", "[]", "a{2}{3}"],
+    [
+        "(?=a)",
+        "(?!a)",
+        "(?<=a)b",
+        "(?<!a)b",
+        "(a)\\1",
+        "\\bword",
+        "a^b",
+        "a$b",
+        "(?i)a",
+        "\\p{L}",
+        "[]",
+        "a{2}{3}",
+    ],
 )
 def test_unsupported_pattern_features(pattern):
     with pytest.raises(GrammarError) as err:
-        compile_schema({"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}})
+        compile_schema(
+            {"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}
+        )
     assert err.value.keyword == "pattern"
     assert err.value.path == "$.properties.p"
 
@@ -395,11 +515,36 @@ def test_formats(engines):
         ["2024-02-29", "2000-02-29", "1999-12-31", "0001-01-01"],
         ['"2023-02-29"', '"1900-02-29"', '"2024-04-31"', '"0000-01-01"', '"2024-1-01"'],
     )
-    check(engines, {"type": "string", "format": "time"}, ["23:59:59Z", "08:00:00.5+02:00"], ['"24:00:00Z"', '"08:00:00"'])
-    check(engines, {"type": "string", "format": "date-time"}, ["2024-05-01T12:30:00Z"], ['"2024-05-01 12:30:00Z"'])
-    check(engines, {"type": "string", "format": "uuid"}, ["123e4567-e89b-12d3-a456-426614174000"], ['"123e4567e89b12d3a456426614174000"'])
-    check(engines, {"type": "string", "format": "email"}, ["a.b+c@example.co.uk"], ['"a@b"', '"a b@example.com"'])
-    check(engines, {"type": "string", "format": "uri"}, ["https://example.com:8080/a/b?q=1#f"], ['"example.com"', '"http://a b"'])
+    check(
+        engines,
+        {"type": "string", "format": "time"},
+        ["23:59:59Z", "08:00:00.5+02:00"],
+        ['"24:00:00Z"', '"08:00:00"'],
+    )
+    check(
+        engines,
+        {"type": "string", "format": "date-time"},
+        ["2024-05-01T12:30:00Z"],
+        ['"2024-05-01 12:30:00Z"'],
+    )
+    check(
+        engines,
+        {"type": "string", "format": "uuid"},
+        ["123e4567-e89b-12d3-a456-426614174000"],
+        ['"123e4567e89b12d3a456426614174000"'],
+    )
+    check(
+        engines,
+        {"type": "string", "format": "email"},
+        ["a.b+c@example.co.uk"],
+        ['"a@b"', '"a b@example.com"'],
+    )
+    check(
+        engines,
+        {"type": "string", "format": "uri"},
+        ["https://example.com:8080/a/b?q=1#f"],
+        ['"example.com"', '"http://a b"'],
+    )
     with pytest.raises(GrammarError) as err:
         compile_schema({"type": "string", "format": "hostname"})
     assert err.value.keyword == "format"
@@ -421,7 +566,11 @@ def test_any_of_and_one_of(engines):
     any_of = {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 2}]}
     check(engines, any_of, [1, "ab"], ['"abc"', "true"])
     assert keywords(any_of) == set()
-    siblings = {"type": "object", "properties": {"k": {"type": "string"}}, "anyOf": [{"required": ["k"]}, {"maxProperties": 0}]}
+    siblings = {
+        "type": "object",
+        "properties": {"k": {"type": "string"}},
+        "anyOf": [{"required": ["k"]}, {"maxProperties": 0}],
+    }
     check(engines, siblings, [{"k": "v"}, {}], [])
     overlapping = {"oneOf": [{"type": "integer"}, {"type": "number"}]}
     assert keywords(overlapping) == {("oneOf", "$")}
@@ -429,17 +578,27 @@ def test_any_of_and_one_of(engines):
     tagged = {
         "oneOf": [
             {"type": "object", "properties": {"kind": {"const": "a"}}, "required": ["kind"]},
-            {"type": "object", "properties": {"kind": {"const": "b"}, "x": {}}, "required": ["kind"]},
+            {
+                "type": "object",
+                "properties": {"kind": {"const": "b"}, "x": {}},
+                "required": ["kind"],
+            },
         ]
     }
     assert keywords(tagged) == set()
+    untyped = {"oneOf": [{k: v for k, v in b.items() if k != "type"} for b in tagged["oneOf"]]}
+    assert keywords(untyped) == {("oneOf", "$")}  # "x" would match both branches
     check(engines, tagged, [{"kind": "a"}, {"kind": "b", "x": 1}], [{"kind": "c"}])
 
 
 def test_all_of_merges(engines):
     schema = {
         "allOf": [
-            {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}, "required": ["a"]},
+            {
+                "type": "object",
+                "properties": {"a": {"type": "integer", "minimum": 0}},
+                "required": ["a"],
+            },
             {"properties": {"a": {"maximum": 5}, "b": {"type": "string"}}},
         ]
     }
@@ -452,7 +611,12 @@ def test_all_of_merges(engines):
     assert err.value.keyword == "allOf"
     with pytest.raises(GrammarError):
         compile_schema(
-            {"allOf": [{"properties": {"a": {}}, "additionalProperties": False}, {"properties": {"b": {}}}]}
+            {
+                "allOf": [
+                    {"properties": {"a": {}}, "additionalProperties": False},
+                    {"properties": {"b": {}}},
+                ]
+            }
         )
 
 
@@ -470,13 +634,32 @@ def test_refs_and_recursion(engines):
         },
         "$ref": "#/$defs/node",
     }
-    gbnf = check(engines, tree, [{"v": 1}, {"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}, {"v": 4}]}], [{"kids": []}])
+    gbnf = check(
+        engines,
+        tree,
+        [{"v": 1}, {"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}, {"v": 4}]}],
+        [{"kids": []}],
+    )
     assert re.search(r"^root-node ::=", gbnf, re.M)
-    check(engines, {"definitions": {"s": {"type": "string"}}, "items": {"$ref": "#/definitions/s"}, "type": "array"}, [["a"]], ["[1]"])
+    check(
+        engines,
+        {
+            "definitions": {"s": {"type": "string"}},
+            "items": {"$ref": "#/definitions/s"},
+            "type": "array",
+        },
+        [["a"]],
+        ["[1]"],
+    )
     self_ref = {"type": "object", "properties": {"next": {"$ref": "#"}}}
     check(engines, self_ref, [{}, {"next": {"next": {}}}], [{"next": 1}])
     with pytest.raises(GrammarError) as err:
-        compile_schema({"$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}, "minItems": 1}}, "$ref": "#/$defs/a"})
+        compile_schema(
+            {
+                "$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}, "minItems": 1}},
+                "$ref": "#/$defs/a",
+            }
+        )
     assert err.value.keyword == "$ref"
 
 
@@ -514,7 +697,10 @@ def test_bad_refs(ref):
     ],
 )
 def test_unsupported_keywords_name_keyword_and_path(keyword, value):
-    schema = {"type": "object", "properties": {"items": {"type": "array", "items": {keyword: value}}}}
+    schema = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {keyword: value}}},
+    }
     with pytest.raises(GrammarError) as err:
         compile_schema(schema)
     assert err.value.keyword == keyword
@@ -594,6 +780,54 @@ def test_schema_compiler_shares_base_rules():
     assert len(names) == len(set(names))
 
 
+WALK_SCHEMAS = [
+    {  # recursion through $defs
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {
+                    "v": {"type": "integer", "minimum": 0, "maximum": 9},
+                    "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2},
+                },
+                "required": ["v"],
+            }
+        },
+        "$ref": "#/$defs/node",
+    },
+    {  # allOf merge with a $ref and tightened bounds
+        "$defs": {"base": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+        "allOf": [{"$ref": "#/$defs/base"}, {"properties": {"n": {"minimum": -3, "maximum": 3}}}],
+        "required": ["n"],
+    },
+    {  # tagged union
+        "oneOf": [
+            {"type": "object", "properties": {"t": {"const": "a"}, "x": {"type": "boolean"}}, "required": ["t"]},
+            {"type": "object", "properties": {"t": {"const": "b"}, "y": {"type": "null"}}, "required": ["t", "y"]},
+        ]
+    },
+    {"type": "array", "prefixItems": [{"format": "date", "type": "string"}], "items": {"enum": [1, "x"]}, "maxItems": 3},
+    {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[a-c]+$"}, "maxProperties": 2},
+    {},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schema", WALK_SCHEMAS, ids=range(len(WALK_SCHEMAS)))
+def test_random_walks_validate(engines, schema):
+    compiled = compile_schema(schema, string_cap=8, array_cap=3)
+    assert compiled.validator_keywords == ()
+    rng = random.Random(11)
+    done = 0
+    for _ in range(15):
+        text = engines.walk(compiled, rng, max_tokens=300)
+        if text is None:
+            continue
+        done += 1
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        jsonschema.Draft202012Validator(schema, format_checker=checker).validate(json.loads(text))
+        assert engines.llama_accepts(compiled.gbnf, text)
+    assert done >= 10
+
+
 def test_lark_rendering_is_exact_where_gbnf_to_lark_is_not(engines):
     """gbnf_to_lark makes `[null]` one greedy lexeme that shadows `[` of the recursive branch."""
     schema = {
@@ -607,17 +841,33 @@ def test_lark_rendering_is_exact_where_gbnf_to_lark_is_not(engines):
     assert engines.accepts(compiled, text)
     assert not engines.accepts(compiled.gbnf, text)  # raw GBNF through gbnf_to_lark
     assert "start:" in compiled.lark and "STRING:" in compiled.lark
+    assert lark_for(compiled.gbnf) == compiled.lark  # engines that take GBNF text look it up
+    assert lark_for('root ::= "x"\n') is None
 
 
 def test_nested_quantifiers_render_unambiguously(engines):
-    check(engines, {"type": "string", "pattern": "^(?:a{2}){3}$"}, ["aaaaaa"], ['"aaaa"', '"aaaaaaaa"'])
-    check(engines, {"type": "string", "pattern": "^(?:ab?){2,3}$"}, ["aa", "abab", "aaab"], ['"a"', '"abababa"'])
-    check(engines, {"type": "string", "pattern": "^(?:a{2}){1,2}$"}, ["aa", "aaaa"], ['"aaa"', '"a"'])
+    check(
+        engines,
+        {"type": "string", "pattern": "^(?:a{2}){3}$"},
+        ["aaaaaa"],
+        ['"aaaa"', '"aaaaaaaa"'],
+    )
+    check(
+        engines,
+        {"type": "string", "pattern": "^(?:ab?){2,3}$"},
+        ["aa", "abab", "aaab"],
+        ['"a"', '"abababa"'],
+    )
+    check(
+        engines, {"type": "string", "pattern": "^(?:a{2}){1,2}$"}, ["aa", "aaaa"], ['"aaa"', '"a"']
+    )
 
 
 def test_base_json_grammar_file_matches_compiler(engines):
     text = (REPO / "grammars" / "json.gbnf").read_text()
-    rules = "\n".join(line for line in text.splitlines() if line and not line.startswith("#")) + "\n"
+    rules = (
+        "\n".join(line for line in text.splitlines() if line and not line.startswith("#")) + "\n"
+    )
     assert rules == compile_schema({}).gbnf
     for value in ({"a": [1, -2.5e3, None, True, "x\n"]}, [], "s", 0):
         assert engines.accepts(text, dumps(value))

@@ -34,36 +34,56 @@ SETTINGS = settings(
 
 # (pattern, generator of matching strings); generators stay inside STRING_CAP
 PATTERNS = [
-    ("^[a-z]{1,5}$", lambda r: "".join(r.choice(string.ascii_lowercase) for _ in range(r.randint(1, 5)))),
+    (
+        "^[a-z]{1,5}$",
+        lambda r: "".join(r.choice(string.ascii_lowercase) for _ in range(r.randint(1, 5))),
+    ),
     ("^\\d{3}-\\d{2}$", lambda r: f"{r.randint(0, 999):03d}-{r.randint(0, 99):02d}"),
     ("^(?:red|green|blue)!?$", lambda r: r.choice(["red", "green", "blue"]) + r.choice(["", "!"])),
     ("ab", lambda r: r.choice(["", "x", "é"]) + "ab" + r.choice(["", "\n", '"'])),
-    ("^[A-Z][^\\s]*$", lambda r: r.choice("ABC") + "".join(r.choice('x"\\é1') for _ in range(r.randint(0, 4)))),
+    (
+        "^[A-Z][^\\s]*$",
+        lambda r: r.choice("ABC") + "".join(r.choice('x"\\é1') for _ in range(r.randint(0, 4))),
+    ),
     ("\\.$", lambda r: "".join(r.choice("ab ") for _ in range(r.randint(0, 5))) + "."),
 ]
 FORMATS = {
-    "date": lambda r: (datetime.date(2000, 1, 1) + datetime.timedelta(days=r.randint(0, 20000))).isoformat(),
+    "date": lambda r: (
+        datetime.date(2000, 1, 1) + datetime.timedelta(days=r.randint(0, 20000))
+    ).isoformat(),
     "time": lambda r: f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}Z",
     "date-time": lambda r: f"2024-02-29T{r.randint(0, 23):02d}:05:59.25+05:30",
     "uuid": lambda r: str(uuid.UUID(int=r.getrandbits(128))),
-    "email": lambda r: r.choice(["a", "bob.smith", "x_y+z"]) + "@example." + r.choice(["com", "org"]),
-    "uri": lambda r: r.choice(["https://a.example.com/x?y=1", "ftp://h:21/p/q", "http://e.org#top"]),
+    "email": lambda r: (
+        r.choice(["a", "bob.smith", "x_y+z"]) + "@example." + r.choice(["com", "org"])
+    ),
+    "uri": lambda r: r.choice(
+        ["https://a.example.com/x?y=1", "ftp://h:21/p/q", "http://e.org#top"]
+    ),
 }
 NAMES = ["a", "b", "name", "x-y", "é", "n2"]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-50, 50), st.text("ab\"\\é\n", max_size=3))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-50, 50), st.text('ab"\\é\n', max_size=3))
 
 
 def _leaf() -> st.SearchStrategy:
     integer = st.builds(
-        lambda lo, span, excl: {"type": "integer", **({} if lo is None else {"minimum": lo})}
-        | ({} if span is None else {("exclusiveMaximum" if excl else "maximum"): (lo or 0) + span}),
+        lambda lo, span, excl: (
+            {"type": "integer", **({} if lo is None else {"minimum": lo})}
+            | (
+                {}
+                if span is None
+                else {("exclusiveMaximum" if excl else "maximum"): (lo or 0) + span}
+            )
+        ),
         st.none() | st.integers(-300, 300),
         st.none() | st.integers(1, 1200),
         st.booleans(),
     )
     strings = st.builds(
-        lambda lo, extra: {"type": "string", "minLength": lo}
-        | ({} if extra is None else {"maxLength": lo + extra}),
+        lambda lo, extra: (
+            {"type": "string", "minLength": lo}
+            | ({} if extra is None else {"maxLength": lo + extra})
+        ),
         st.integers(0, 3),
         st.none() | st.integers(0, 5),
     )
@@ -93,15 +113,26 @@ def _extend(children: st.SearchStrategy) -> st.SearchStrategy:
         st.lists(st.booleans(), min_size=4, max_size=4),
         st.sampled_from([{}, {"additionalProperties": False}]),
     )
-    free_dict = children.map(lambda c: {"type": "object", "additionalProperties": c, "maxProperties": 2})
+    free_dict = children.map(
+        lambda c: {"type": "object", "additionalProperties": c, "maxProperties": 2}
+    )
     arr = st.builds(
-        lambda items, lo, extra: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra},
+        lambda items, lo, extra: {
+            "type": "array",
+            "items": items,
+            "minItems": lo,
+            "maxItems": lo + extra,
+        },
         children,
         st.integers(0, 2),
         st.integers(0, 2),
     )
     tup = st.builds(
-        lambda a, b, closed: {"type": "array", "prefixItems": [a, b], **({"items": False} if closed else {"maxItems": 3})},
+        lambda a, b, closed: {
+            "type": "array",
+            "prefixItems": [a, b],
+            **({"items": False} if closed else {"maxItems": 3}),
+        },
         children,
         children,
         st.booleans(),
@@ -129,9 +160,11 @@ def instance(schema: dict, r: random.Random) -> object:
     if kind == "null":
         return None
     if kind == "number":
-        return r.choice([0, -3, round(r.uniform(-1e4, 1e4), 3), r.uniform(-1, 1) * 10 ** r.randint(-20, 20)])
+        return r.choice(
+            [0, -3, round(r.uniform(-1e4, 1e4), 3), r.uniform(-1, 1) * 10 ** r.randint(-20, 20)]
+        )
     if kind == "integer":
-        lo = schema.get("minimum", -10**6)
+        lo = schema.get("minimum", -(10**6))
         hi = schema.get("maximum", schema.get("exclusiveMaximum", 10**6 + 1) - 1)
         return r.randint(lo, hi)
     if kind == "string":
@@ -141,10 +174,14 @@ def instance(schema: dict, r: random.Random) -> object:
             return FORMATS[schema["format"]](r)
         lo = schema.get("minLength", 0)
         hi = min(schema.get("maxLength", STRING_CAP), STRING_CAP)
-        return "".join(r.choice("aZ \"\\\n\t\x01é😀/") for _ in range(r.randint(lo, max(lo, hi))))
+        return "".join(r.choice('aZ "\\\n\t\x01é😀/') for _ in range(r.randint(lo, max(lo, hi))))
     if kind == "array":
         prefix = schema.get("prefixItems", [])
-        hi = min(schema.get("maxItems", len(prefix)), ARRAY_CAP) if schema.get("items") is not False else len(prefix)
+        hi = (
+            min(schema.get("maxItems", len(prefix)), ARRAY_CAP)
+            if schema.get("items") is not False
+            else len(prefix)
+        )
         n = r.randint(min(schema.get("minItems", 0), hi), hi)
         tail = schema.get("items", {"type": "integer"})  # absent items: anything; use integers
         return [instance(prefix[i] if i < len(prefix) else tail, r) for i in range(n)]
@@ -194,6 +231,7 @@ def test_random_walks_produce_valid_instances(engines, schema, seed):  # noqa: F
     text = engines.walk(compiled, random.Random(seed), max_tokens=400)
     assume(text is not None)  # the walk hit its token bound before the grammar allowed a stop
     note(repr(text))
+    assert engines.llama_accepts(compiled.gbnf, text), "llama.cpp rejects llguidance's output"
     validate(schema, json.loads(text))
 
 
@@ -233,7 +271,11 @@ def test_fuzz_only_grammar_errors(schema):
     assert compiled.gbnf.startswith("root ::= ")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(schema=JSON_VALUES)
 def test_fuzz_successes_load_in_both_engines(engines, schema):  # noqa: F811
     try:

@@ -89,7 +89,9 @@ def test_random_walks_produce_valid_instances(vocab_llama, engine_cls, schema_in
     for _ in range(walks):
         text = random_walk(vocab_llama, engine.constraint(gbnf), rng)
         instance = json.loads(text)
-        jsonschema.validate(instance, schema, format_checker=jsonschema.FormatChecker())
+        jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        ).validate(instance)
 
 
 def test_llguidance_fast_forwards_forced_tokens(vocab_llama):

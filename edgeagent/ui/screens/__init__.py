@@ -1,0 +1,5 @@
+"""Screens of the terminal app: the confirmation modal."""
+
+from edgeagent.ui.screens.confirm import ConfirmCall
+
+__all__ = ["ConfirmCall"]
