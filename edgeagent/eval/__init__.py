@@ -1,1 +1,1 @@
-"""edgeagent.eval."""
+"""Evaluation harnesses: ``edgeagent.eval.bfcl`` runs BFCL items through the local model."""

@@ -233,13 +233,15 @@ def score(item: BfclItem, bfcl_calls: list[dict]) -> dict:
 # ---- running ----------------------------------------------------------------------------
 
 
-def _propose(model, tools: list[dict], messages: list[dict], settings: Settings):
+def _propose(
+    model, tools: list[dict], messages: list[dict], settings: Settings, tool_choice: str = "auto"
+):
     """What ``propose_calls`` does, keeping the whole Proposal (usage, finish reason, raw text)."""
     from edgeagent.agent.propose import LocalProposer, build_tool_registry
 
     registry = build_tool_registry(tools, None)
     proposer = LocalProposer(model, registry, settings)
-    return proposer.propose(messages, mode="auto")
+    return proposer.propose(messages, mode=tool_choice)
 
 
 def _raw_calls(proposal) -> list:
@@ -255,12 +257,16 @@ def _raw_calls(proposal) -> list:
     return list(proposal.calls)
 
 
-def run_item(item: BfclItem, model, settings: Settings) -> ItemResult:
-    """Propose calls for one item with the local model and score them with BFCL's checker."""
+def run_item(item: BfclItem, model, settings: Settings, tool_choice: str = "auto") -> ItemResult:
+    """Propose calls for one item with the local model and score them with BFCL's checker.
+
+    ``tool_choice`` is ``auto`` for the benchmark (the model decides); ``required`` forces a
+    call, which separates the call decision from argument quality in diagnostics.
+    """
     tools, names = to_openai_tools(item.functions)
     started = time.perf_counter()
     try:
-        proposal = _propose(model, tools, item.messages, settings)
+        proposal = _propose(model, tools, item.messages, settings, tool_choice)
     except GrammarError as exc:
         return ItemResult(
             item.id,
@@ -414,12 +420,14 @@ def run_bfcl(
     settings: Settings | None = None,
     offset: int = 0,
     on_item: Callable[[ItemResult], None] | None = None,
+    tool_choice: str = "auto",
 ) -> dict:
     """Run BFCL ``categories`` (items ``offset .. offset+limit`` of each) through the local model.
 
     ``categories``: names or a comma-separated string (``simple``/``simple_python``,
     ``multiple``, ``irrelevance``); ``model``: catalog id, GGUF path, loaded ``LocalModel`` or
-    None for ``settings.model``. ``on_item`` is called after each item (progress).
+    None for ``settings.model``. ``on_item`` is called after each item (progress);
+    ``tool_choice`` stays ``auto`` for BFCL figures (``required`` is a diagnostic).
 
     Returns ``{"model", "bfcl_eval_version", "categories", "limit", "offset", "settings",
     "wall_s", "summary": {category: summary, ..., "all": summary}, "items": [item dicts]}``
@@ -446,7 +454,7 @@ def run_bfcl(
     started = time.perf_counter()
     results = []
     for item in items:
-        result = run_item(item, model, settings)
+        result = run_item(item, model, settings, tool_choice)
         results.append(result)
         if on_item is not None:
             on_item(result)
@@ -456,6 +464,7 @@ def run_bfcl(
         "categories": names,
         "limit": limit,
         "offset": offset,
+        "tool_choice": tool_choice,
         "settings": {
             "n_ctx": model.n_ctx,
             "max_tokens": settings.max_tokens,

@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header, Input
 
 from edgeagent.config import Settings
 from edgeagent.errors import EdgeAgentError
-from edgeagent.events import Event, ignore
+from edgeagent.events import Event, TokenDelta, ignore
 from edgeagent.ui.screens.confirm import ConfirmCall
 from edgeagent.ui.widgets.conversation import ConversationLog
 from edgeagent.ui.widgets.status import StatusBar, energy_label
@@ -87,10 +87,11 @@ class EdgeAgentApp(App[None]):
         self.last_result: AgentResult | None = None
         self.last_error: str | None = None
         self._forward: Callable[[Event], None] | None = None
-        self._closing = threading.Event()
+        self._quitting = threading.Event()
         self._pending: set[threading.Event] = set()
         self._pending_lock = threading.Lock()
         self._ui_thread: int | None = None
+        self._log: ConversationLog | None = None
 
     # ---- layout --------------------------------------------------------------------------
 
@@ -111,6 +112,7 @@ class EdgeAgentApp(App[None]):
 
     def on_mount(self) -> None:
         self._ui_thread = threading.get_ident()
+        self._log = self.conversation
         self.query_one("#prompt", Input).focus()
         if self.agent is not None:
             self._attach(self.agent)
@@ -128,7 +130,7 @@ class EdgeAgentApp(App[None]):
 
     def _from_thread(self, callback: Callable[..., Any], *args: Any) -> bool:
         """Run ``callback`` on the UI thread and wait; False if the app is gone or going."""
-        if self._closing.is_set():
+        if self._quitting.is_set():
             return False
         if threading.get_ident() == self._ui_thread:
             callback(*args)
@@ -146,11 +148,19 @@ class EdgeAgentApp(App[None]):
                 self._forward(event)
             except Exception:  # noqa: BLE001 - another sink must not break the UI
                 logger.exception("event sink failed")
-        if not self._from_thread(self._deliver, event) and self._closing.is_set():
+        if self._quitting.is_set():
+            raise AppClosing("the app is closing", "the request was stopped")
+        if isinstance(event, TokenDelta) and threading.get_ident() != self._ui_thread:
+            # Streaming must not wait for a screen refresh per token: post_message is
+            # thread-safe and keeps the order with the call_from_thread deliveries below.
+            self._deliver(event)
+        elif not self._from_thread(self._deliver, event) and self._quitting.is_set():
             raise AppClosing("the app is closing", "the request was stopped")
 
     def _deliver(self, event: Event) -> None:
-        self.conversation.post_message(self.AgentEvent(event))
+        """Post one event to the log (thread-safe: the widget is looked up at mount)."""
+        if self._log is not None:
+            self._log.post_message(self.AgentEvent(event))
 
     def confirm_call(self, call: Any, tool: Any) -> bool:
         """Ask the user whether to run ``call`` (from a worker thread; blocks until answered).
@@ -171,15 +181,18 @@ class EdgeAgentApp(App[None]):
         with self._pending_lock:
             self._pending.add(answered)
         try:
-            if not self._from_thread(self.push_screen, ConfirmCall(call, tool), done):
+            if not self._from_thread(self._push_confirm, call, tool, done):
                 return False
             while not answered.wait(CONFIRM_POLL_S):
-                if self._closing.is_set():
+                if self._quitting.is_set():
                     return False
             return box["run"]
         finally:
             with self._pending_lock:
                 self._pending.discard(answered)
+
+    def _push_confirm(self, call: Any, tool: Any, done: Callable[[bool | None], None]) -> None:
+        self.push_screen(ConfirmCall(call, tool), done)
 
     # ---- agent lifecycle -----------------------------------------------------------------
 
@@ -218,7 +231,7 @@ class EdgeAgentApp(App[None]):
 
     def _attach(self, agent: Agent, stats: dict | None = None) -> None:
         """Route the agent's events and confirmations through the app; show its state."""
-        if agent.on_event is not self._emit:
+        if agent.on_event != self._emit:  # bound methods: compare with ==
             self._forward = None if agent.on_event is ignore else agent.on_event
             agent.on_event = self._emit
         executor = agent.executor
@@ -319,7 +332,6 @@ class EdgeAgentApp(App[None]):
 
     def _show_stats(self, stats: dict) -> None:
         self.status_bar.p50_s = stats.get("latency_p50_s")
-        self.status_bar.requests = int(stats.get("latency_requests") or 0)
 
     # ---- actions -------------------------------------------------------------------------
 
@@ -404,7 +416,7 @@ class EdgeAgentApp(App[None]):
 
     def _release(self) -> None:
         """Deny every pending confirmation and make the agent's next event stop its run."""
-        self._closing.set()
+        self._quitting.set()
         with self._pending_lock:
             for answered in self._pending:
                 answered.set()

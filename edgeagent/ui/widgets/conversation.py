@@ -172,7 +172,7 @@ class CallCard(Widget):
     def render(self) -> Text:
         call = self.call
         width = max(20, (self.size.width or 96) - 4)
-        text = Text(no_wrap=not self.expanded, overflow="ellipsis")
+        text = Text()
         text.append("⚙ ", style="bold")
         text.append(call.name, style="bold cyan")
         if call.repaired:
@@ -181,15 +181,22 @@ class CallCard(Widget):
         text.append(" " + (args if self.expanded else clip(args, width - len(call.name) - 3)))
         text.append("\n")
         text.append_text(self._verdict_line())
+        route = self.decision.route if self.decision else call.route
+        text.append("\n  route ")
+        text.append(route, style=ROUTE_STYLES.get(route, ""))
+        if self.decision is not None:
+            reason = self.decision.reason
+            shown = reason if self.expanded else clip(reason, width - len(route) - 11)
+            text.append(f": {shown}", style="dim")
         if self.expanded:
             text.append(f"\n  confidence parts: {self.confidence_parts_text()}", style="dim")
-            if self.decision is not None:
-                text.append(f"\n  route reason: {self.decision.reason}", style="dim")
         body = self._body()
         if body:
-            limit = EXPANDED_CHARS if self.expanded else width - 4
             style = "red" if self.status in ("error", "timeout", "invalid") else ""
-            shown = body[:limit] if self.expanded else clip(body, limit)
+            if self.expanded:
+                shown = body[:EXPANDED_CHARS].replace("\n", "\n    ")
+            else:
+                shown = clip(body, width - 4)
             text.append("\n  → ", style="dim")
             text.append(shown, style=style)
         return text
@@ -203,13 +210,7 @@ class CallCard(Widget):
         else:
             line.append("✗ invalid", style="bold red")
         score = "-" if self.call.confidence is None else f"{self.call.confidence:.2f}"
-        line.append(f" · confidence {score}")
-        route = self.decision.route if self.decision else self.call.route
-        line.append(" · ")
-        line.append(route, style=ROUTE_STYLES.get(route, ""))
-        if self.decision is not None and not self.expanded:
-            line.append(f" ({clip(self.decision.reason, 40)})", style="dim")
-        line.append(" · ")
+        line.append(f" · confidence {score} · ")
         line.append(self.status, style=STATUS_STYLES.get(self.status, ""))
         if self.result is not None:
             line.append(f" · {self.result.duration_s * 1000:.0f} ms")

@@ -27,7 +27,6 @@ class StatusBar(Widget):
     state: reactive[str] = reactive("starting")
     energy: reactive[str] = reactive("")
     p50_s: reactive[float | None] = reactive(None)
-    requests: reactive[int] = reactive(0)
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -48,8 +47,6 @@ class StatusBar(Widget):
         text.append(SEPARATOR, style="dim")
         p50 = "-" if self.p50_s is None else f"{self.p50_s:.2f} s"
         text.append(f"p50 {p50}")
-        if self.requests:
-            text.append(f" ({self.requests} req)", style="dim")
         return text
 
     @property
