@@ -45,6 +45,7 @@ class Settings:
     allow_network: bool = False
     offline: bool = False
     confidence_threshold: float = 0.5
+    call_bias: float = 8.0
     remote_url: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)
     remote_model: str | None = None

@@ -168,8 +168,16 @@ class LocalProposer:
             )
             return gen, "none"
         constraint, info = constrain(self.engine, self.envelope(mode).gbnf)
+        bias = None
+        if mode == "auto" and self.settings.call_bias:
+            bias = dict.fromkeys(self.model.call_start_tokens(), self.settings.call_bias)
         gen = self.model.generate(
-            prompt, constraint=constraint, on_text=on_text, temperature=0.0, **self._bounds()
+            prompt,
+            constraint=constraint,
+            on_text=on_text,
+            temperature=0.0,
+            first_bias=bias,
+            **self._bounds(),
         )
         return gen, info.name
 

@@ -79,8 +79,7 @@ def stale_files(directory: str | Path) -> list[str]:
     stale = [
         rel
         for rel, text in expected.items()
-        if not (directory / rel).is_file()
-        or (directory / rel).read_text(encoding="utf-8") != text
+        if not (directory / rel).is_file() or (directory / rel).read_text(encoding="utf-8") != text
     ]
     builtin = directory / BUILTIN_DIR
     if builtin.is_dir():

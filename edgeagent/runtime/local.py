@@ -169,6 +169,18 @@ class LocalModel:
         stat = self.path.stat()
         return f"{self.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
 
+    def call_start_tokens(self) -> list[int]:
+        """Tokens whose text starts a JSON call (``{`` or ``[``), cached per model."""
+        cached = getattr(self, "_call_start_tokens", None)
+        if cached is None:
+            cached = [
+                t
+                for t in range(self.n_vocab)
+                if self._llm.detokenize([t], special=False)[:1] in (b"{", b"[")
+            ]
+            self._call_start_tokens = cached
+        return cached
+
     def token_text(self, token: int) -> str:
         """The text of one token, special tokens included."""
         if token < 0:
@@ -242,8 +254,13 @@ class LocalModel:
         on_text: Callable[[str], None] | None = None,
         seed: int | None = None,
         repeat_penalty: float = 1.0,
+        first_bias: dict[int, float] | None = None,
     ) -> Generation:
-        """Decode from ``prompt`` until end of generation, the grammar ends, or a bound is hit."""
+        """Decode from ``prompt`` until end of generation, the grammar ends, or a bound is hit.
+
+        ``first_bias`` adds to the logits of some tokens at the first sampled step only (the
+        agent uses it to weigh "start a call" against "start an answer").
+        """
         started = time.perf_counter()
         max_tokens = max_tokens or self.settings.max_tokens
         timeout_s = timeout_s or self.settings.decode_timeout_s
@@ -288,10 +305,10 @@ class LocalModel:
                     for token in forced:
                         constraint.consume(token)
                         emit(token, 0.0, math.inf, True)
-                    self._eval(forced, deadline)
-                    if constraint.is_finished():
+                    if constraint.is_finished():  # complete: no logits needed, skip the eval
                         finish = "grammar"
                         break
+                    self._eval(forced, deadline)
                     continue
             recent = [c.token for c in choices[-64:]]
             token, logprob, margin = self._sample(
@@ -300,6 +317,7 @@ class LocalModel:
                 rng,
                 recent if repeat_penalty != 1.0 else (),
                 repeat_penalty,
+                first_bias if not any(not c.forced for c in choices) else None,
             )
             if token is None or self.is_end_of_generation(token):
                 finish = "stop"
@@ -313,7 +331,17 @@ class LocalModel:
             if constraint is None and _is_looping([c.token for c in choices]):
                 finish = "repetition"
                 break
-            self._eval([token], deadline)
+            batch = [token]
+            if constraint is not None:  # the tokens the grammar forces next join the same batch
+                forced = constraint.forced_tokens()[: max_tokens - len(choices)]
+                for forced_token in forced:
+                    constraint.consume(forced_token)
+                    emit(forced_token, 0.0, math.inf, True)
+                if forced and constraint.is_finished():
+                    finish = "grammar"
+                    break
+                batch.extend(forced)
+            self._eval(batch, deadline)
         pieces.append(decoder.decode(b"", final=True))
         total = time.perf_counter() - started
         return Generation(
@@ -334,9 +362,13 @@ class LocalModel:
         rng,
         recent: Sequence[int] = (),
         repeat_penalty: float = 1.0,
+        bias: dict[int, float] | None = None,
     ) -> tuple[int | None, float, float]:
         """Pick the next token under the mask: greedy at temperature 0, else softmax sampling."""
         logits = self._last_logits()
+        if bias:
+            ids = np.fromiter(bias.keys(), dtype=np.int64)
+            logits[ids] += np.fromiter(bias.values(), dtype=np.float32)
         if recent:
             seen = np.fromiter(set(recent), dtype=np.int64)
             values = logits[seen]

@@ -100,7 +100,7 @@ def test_run_offline_without_model_says_how_to_get_one():
 @pytest.mark.model
 def test_run_json_answers_with_the_default_model(smollm_path):
     env = {"EDGEAGENT_MODELS_DIR": str(TEST_MODELS_DIR), "EDGEAGENT_MAX_TOKENS": "24"}
-    result = invoke("run", "Say hello.", "--offline", "--json", env=env)
+    result = invoke("run", "Say hello.", "--offline", "--no-tools", "--json", env=env)
     data = json.loads(result.output)
     for key in ("answer", "model", "latency_s", "ttft_s", "tokens_per_s", "energy_j"):
         assert key in data

@@ -59,7 +59,7 @@ def test_stale_files_names_changed_missing_and_leftover_files(tmp_path):
     write_builtin_grammars(tmp_path)
     assert stale_files(tmp_path) == []
     changed = tmp_path / "builtin" / "calculator.gbnf"
-    changed.write_text(changed.read_text() + "extra ::= \"x\"\n")
+    changed.write_text(changed.read_text() + 'extra ::= "x"\n')
     (tmp_path / "envelope_builtin.gbnf").unlink()
     (tmp_path / "builtin" / "removed_tool.gbnf").write_text('root ::= "{}"\n')
     assert sorted(stale_files(tmp_path)) == [
