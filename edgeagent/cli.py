@@ -446,6 +446,44 @@ def stats(as_json: bool) -> None:
         click.echo(format_stats(data))
 
 
+@cli.group("eval")
+def eval_group() -> None:
+    """Benchmarks on public function-calling suites."""
+
+
+@eval_group.command("bfcl")
+@click.option("--categories", default="simple,multiple,irrelevance", show_default=True)
+@click.option("--limit", type=int, default=None, help="Items per category.")
+@click.option("--offset", type=int, default=0)
+@click.option("--model", "model", default=None, help="Catalog id or path to a GGUF file.")
+@click.option("--tool-choice", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_bfcl(
+    categories: str,
+    limit: int | None,
+    offset: int,
+    model: str | None,
+    tool_choice: str,
+    as_json: bool,
+) -> None:
+    """BFCL (AST checker) accuracy, call rate, schema validity and latency of the local model."""
+    from edgeagent.eval.bfcl import format_report, run_bfcl
+
+    settings = _settings(model=model, offline=True)
+    report = run_bfcl(
+        categories,
+        limit=limit,
+        model=model,
+        settings=settings,
+        offset=offset,
+        tool_choice=tool_choice,
+    )
+    if as_json:
+        _print_json(report)
+    else:
+        click.echo(format_report(report))
+
+
 # ---- doctor -------------------------------------------------------------------------------
 
 

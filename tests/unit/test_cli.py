@@ -198,3 +198,9 @@ def test_corrupt_database_is_a_clear_error(isolated_home):
     result = CliRunner().invoke(cli, ["stats"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert db.read_bytes() == before
+
+
+def test_eval_bfcl_unknown_category_is_a_clear_error():
+    result = CliRunner().invoke(cli, ["eval", "bfcl", "--categories", "nonsense", "--limit", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "nonsense" in result.output
