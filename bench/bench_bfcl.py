@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeagent.eval.bfcl import (  # noqa: E402
     ItemResult,
+    failed_item,
     load_items,
     run_item,
     score,
@@ -182,29 +183,11 @@ def anchor_item(worker: AnchorWorker, item) -> ItemResult:
     reply = worker.ask({"id": item.id, "messages": item.messages, "tools": tools})
     latency = time.perf_counter() - started
     if reply is None:
-        return ItemResult(
-            item.id,
-            item.category,
-            correct=False,
-            had_call=False,
-            schema_valid=None,
-            latency_s=worker.cap_s,
-            error_type="timeout",
-            error=f"no reply within {worker.cap_s:.0f} s",
-            status="timeout",
+        return failed_item(
+            item, worker.cap_s, "timeout", "timeout", f"no reply within {worker.cap_s:.0f} s"
         )
     if "error" in reply:
-        return ItemResult(
-            item.id,
-            item.category,
-            False,
-            False,
-            None,
-            latency,
-            error_type="error",
-            error=reply["error"],
-            status="error",
-        )
+        return failed_item(item, latency, "error", "error", reply["error"])
     registry = build_tool_registry(tools, None)
     calls, n_valid = [], 0
     for name, raw in reply.get("tool_calls") or []:

@@ -257,6 +257,21 @@ def _raw_calls(proposal) -> list:
     return list(proposal.calls)
 
 
+def failed_item(item, latency_s: float, status: str, error_type: str, error: str) -> ItemResult:
+    """The result of an item that produced nothing scorable (refused grammar, error, timeout)."""
+    return ItemResult(
+        item.id,
+        item.category,
+        correct=False,
+        had_call=False,
+        schema_valid=None,
+        latency_s=latency_s,
+        error_type=error_type,
+        error=error,
+        status=status,
+    )
+
+
 def run_item(item: BfclItem, model, settings: Settings, tool_choice: str = "auto") -> ItemResult:
     """Propose calls for one item with the local model and score them with BFCL's checker.
 
@@ -268,28 +283,12 @@ def run_item(item: BfclItem, model, settings: Settings, tool_choice: str = "auto
     try:
         proposal = _propose(model, tools, item.messages, settings, tool_choice)
     except GrammarError as exc:
-        return ItemResult(
-            item.id,
-            item.category,
-            correct=False,
-            had_call=False,
-            schema_valid=None,
-            latency_s=time.perf_counter() - started,
-            error_type="grammar_error",
-            error=exc.message,
-            status="grammar_error",
+        return failed_item(
+            item, time.perf_counter() - started, "grammar_error", "grammar_error", exc.message
         )
     except EdgeAgentError as exc:
-        return ItemResult(
-            item.id,
-            item.category,
-            correct=False,
-            had_call=False,
-            schema_valid=None,
-            latency_s=time.perf_counter() - started,
-            error_type=type(exc).__name__,
-            error=str(exc),
-            status="error",
+        return failed_item(
+            item, time.perf_counter() - started, "error", type(exc).__name__, str(exc)
         )
     latency = time.perf_counter() - started
     bfcl_calls = to_bfcl_calls(_raw_calls(proposal), names)
