@@ -122,10 +122,9 @@ class Agent:
             return outcome.decision, proposal, notice
         calls = list(outcome.calls)
         validations = [validate_call(c, self.registry, self.context) for c in calls]
-        for call in calls:
-            call.route = "remote"
+        answer = None if calls else (outcome.text or None)  # calls already carry route="remote"
         remote = Proposal(
-            outcome.text or None if not calls else None,
+            answer,
             calls,
             validations,
             proposal.confidence,
