@@ -215,6 +215,13 @@ class Agent:
                 reason = proposal.error or "; ".join(
                     v.error or "" for v in proposal.validations if not v.valid
                 )
+                if mode != "none" and step < self.settings.max_steps:
+                    # no valid call even after the repair turn: answer in plain text instead
+                    notice = f"no valid tool call ({reason}); answering without tools"
+                    result.notices.append(notice)
+                    self.on_event(Notice(request_id, notice))
+                    mode = "none"
+                    continue
                 result.answer = f"I could not make a valid tool call: {reason}"
                 self._remember_answer(result.answer)
                 return
