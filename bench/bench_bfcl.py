@@ -2,10 +2,11 @@
 
 Usage:
   python bench/bench_bfcl.py [--simple 20] [--multiple 10] [--irrelevance 10]
-      [--models smollm2-135m-instruct-q4_1,gemma-3-270m-q4_k_m] [--cap-s 20] [--threads 1]
+      [--offset 0] [--models smollm2-135m-instruct-q4_1,gemma-3-270m-q4_k_m] [--cap-s 20]
+      [--threads 1]
       [--sequential] [--out bench/out/bfcl_DATE.json]
 
-For each model the same items (the first N of each category) go through two methods:
+For each model the same items (N of each category, from ``--offset``) go through two methods:
 - ours: ``edgeagent.eval.bfcl.run_item`` (what ``propose_calls`` does, ``tool_choice="auto"``,
   our system prompt, grammar-constrained greedy decode, validation, one repair turn);
 - anchor: ``Llama(chat_format="chatml-function-calling").create_chat_completion(messages,
@@ -362,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simple", type=int, default=20)
     parser.add_argument("--multiple", type=int, default=10)
     parser.add_argument("--irrelevance", type=int, default=10)
+    parser.add_argument(
+        "--offset", type=int, default=0, help="skip this many items of each category (held-out)"
+    )
     parser.add_argument("--cap-s", type=float, default=20.0, help="anchor wall-clock cap per item")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per method")
     parser.add_argument("--sequential", action="store_true", help="anchor after ours")
@@ -380,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     import llama_cpp
 
     items = [
-        *load_items("simple_python", args.simple),
-        *load_items("multiple", args.multiple),
-        *load_items("irrelevance", args.irrelevance),
+        *load_items("simple_python", args.simple, args.offset),
+        *load_items("multiple", args.multiple, args.offset),
+        *load_items("irrelevance", args.irrelevance, args.offset),
     ]
     started = time.perf_counter()
     report = {
@@ -394,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             "simple_python": args.simple,
             "multiple": args.multiple,
             "irrelevance": args.irrelevance,
+            "offset": args.offset,
         },
         "threads_per_method": args.threads,
         "side_by_side": not args.sequential,

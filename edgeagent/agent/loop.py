@@ -192,6 +192,10 @@ class Agent:
                 on_text=lambda text: self.on_event(TokenDelta(request_id, text)),
             )
             result.usage.add(proposal.usage)
+            if proposal.duplicates_dropped:
+                notice = f"dropped {proposal.duplicates_dropped} repeated identical call(s)"
+                result.notices.append(notice)
+                self.on_event(Notice(request_id, notice))
             for call, validation in zip(proposal.calls, proposal.validations, strict=True):
                 self.on_event(CallProposed(request_id, call))
                 self.on_event(CallValidated(request_id, call, validation.valid, validation.error))

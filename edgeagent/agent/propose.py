@@ -34,6 +34,7 @@ class Proposal:
     engine: str = ""
     finish_reason: str = ""
     error: str | None = None
+    duplicates_dropped: int = 0
 
     @property
     def valid(self) -> bool:
@@ -218,7 +219,7 @@ class LocalProposer:
         return proposal
 
     def _read(self, gen, usage: Usage, engine: str, context, repaired: bool = False) -> Proposal:
-        from edgeagent.grammar.envelope import parse_envelope
+        from edgeagent.grammar.envelope import first_of_each, parse_envelope
 
         text = gen.text
         try:
@@ -240,10 +241,15 @@ class LocalProposer:
             calls, call_confidences(gen.choices, len(calls), verdicts), strict=True
         ):
             call.confidence, call.confidence_parts = conf.score, conf.parts
+        keep, dropped = first_of_each(parsed)
+        calls = [calls[i] for i in keep]
+        validations = [validations[i] for i in keep]
         score = min((c.confidence or 0.0) for c in calls)
-        return Proposal(
+        proposal = Proposal(
             None, calls, validations, score, usage, text, repaired, engine, gen.finish_reason
         )
+        proposal.duplicates_dropped = dropped
+        return proposal
 
 
 def build_tool_registry(tools: Iterable | None, context, tools_files: Sequence = ()):

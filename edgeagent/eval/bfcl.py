@@ -84,6 +84,9 @@ class ItemResult:
     repaired: bool = False
     n_calls: int = 0
     n_valid_calls: int = 0
+    duplicates_dropped: int = 0
+    confidence: float | None = None
+    confidence_parts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -246,12 +249,14 @@ def _propose(
 
 def _raw_calls(proposal) -> list:
     """The calls as the model wrote them: validation fills schema defaults in, BFCL scores raw."""
-    from edgeagent.grammar.envelope import parse_envelope
+    from edgeagent.grammar.envelope import first_of_each, parse_envelope
 
     try:
         parsed = parse_envelope(proposal.raw)
     except EdgeAgentError:
         parsed = None
+    if isinstance(parsed, list):
+        parsed = [parsed[i] for i in first_of_each(parsed)[0]]
     if isinstance(parsed, list) and len(parsed) == len(proposal.calls):
         return [(p.name, dict(p.arguments)) for p in parsed]
     return list(proposal.calls)
@@ -314,7 +319,18 @@ def run_item(item: BfclItem, model, settings: Settings, tool_choice: str = "auto
         repaired=proposal.repaired,
         n_calls=len(proposal.calls),
         n_valid_calls=n_valid,
+        duplicates_dropped=proposal.duplicates_dropped,
+        confidence=proposal.confidence,
+        confidence_parts=_weakest_parts(proposal),
     )
+
+
+def _weakest_parts(proposal) -> dict:
+    """The confidence parts of the least confident call (what the proposal's score is)."""
+    if not proposal.calls:
+        return {}
+    weakest = min(proposal.calls, key=lambda c: c.confidence or 0.0)
+    return dict(weakest.confidence_parts)
 
 
 FAILURE_KINDS = {

@@ -28,6 +28,7 @@ __all__ = [
     "build_envelope",
     "describe_envelope_keywords",
     "parse_envelope",
+    "first_of_each",
 ]
 
 MODES = ("auto", "required", "none")
@@ -202,3 +203,19 @@ def parse_envelope(text: str) -> list[ParsedCall] | str:
             raise EnvelopeParseError(f"{where}: arguments must be a JSON object")
         calls.append(ParsedCall(item["name"], item["arguments"]))
     return calls
+
+
+def first_of_each(calls: Sequence[ParsedCall]) -> tuple[list[int], int]:
+    """Indices of the calls to keep (the first of identical name+arguments), and how many dropped.
+
+    Tiny models stutter in the parallel-call list (the same call two to four times); running
+    an identical call twice only repeats its effect, so the agent keeps one.
+    """
+    seen: set[str] = set()
+    keep = []
+    for i, call in enumerate(calls):
+        key = json.dumps([call.name, call.arguments], sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return keep, len(calls) - len(keep)

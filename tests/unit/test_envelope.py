@@ -16,6 +16,7 @@ from edgeagent.grammar.envelope import (
     ParsedCall,
     build_envelope,
     describe_envelope_keywords,
+    first_of_each,
     parse_envelope,
 )
 from tests.unit.test_compiler import engines  # noqa: F401  (fixture)
@@ -218,6 +219,16 @@ def test_parse_envelope():
     ):
         with pytest.raises(EnvelopeParseError):
             parse_envelope(bad)
+
+
+def test_first_of_each_drops_identical_calls_only():
+    a = ParsedCall("get_weather", {"city": "Paris", "days": 3})
+    a_reordered = ParsedCall("get_weather", {"days": 3, "city": "Paris"})
+    b = ParsedCall("get_weather", {"city": "Paris", "days": 4})
+    c = ParsedCall("web.search", {"city": "Paris", "days": 3})
+    assert first_of_each([a, a_reordered, b, a, c]) == ([0, 2, 4], 2)
+    assert first_of_each([a]) == ([0], 0)
+    assert first_of_each([]) == ([], 0)
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,44 @@
+"""Reading a decoded output into a Proposal (pure: a recorded Generation, no model)."""
+
+from __future__ import annotations
+
+from edgeagent.agent.propose import LocalProposer
+from edgeagent.runtime.local import Generation, TokenChoice
+from edgeagent.tools.registry import ToolRegistry, as_tool
+from edgeagent.types import Usage
+
+
+def get_weather(city: str, days: int = 1) -> str:
+    """Weather forecast for a city."""
+    return f"{city}: sunny for {days} days"
+
+
+def _proposer() -> LocalProposer:
+    proposer = LocalProposer.__new__(LocalProposer)
+    proposer.registry = ToolRegistry([as_tool(get_weather)])
+    return proposer
+
+
+def _generation(text: str) -> Generation:
+    # one free token per character keeps the confidence spans exact
+    choices = [TokenChoice(i, ch, -0.1, 2.0, False) for i, ch in enumerate(text)]
+    return Generation(text, "stop", 10, 0, len(text), 0.01, 0.1, choices)
+
+
+def test_identical_parallel_calls_are_kept_once():
+    call = '{"name":"get_weather","arguments":{"city":"Oslo","days":2}}'
+    other = '{"name":"get_weather","arguments":{"city":"Rome","days":2}}'
+    text = f"[{call},{call},{other},{call}]"
+    proposal = _proposer()._read(_generation(text), Usage(), "test", None)
+    assert [c.arguments["city"] for c in proposal.calls] == ["Oslo", "Rome"]
+    assert len(proposal.validations) == 2 and proposal.valid
+    assert proposal.duplicates_dropped == 2
+    assert all(0.0 < (c.confidence or 0.0) <= 1.0 for c in proposal.calls)
+    assert proposal.raw == text  # the model's own output is kept as it was
+
+
+def test_single_call_drops_nothing():
+    text = '{"name":"get_weather","arguments":{"city":"Oslo"}}'
+    proposal = _proposer()._read(_generation(text), Usage(), "test", None)
+    assert len(proposal.calls) == 1 and proposal.duplicates_dropped == 0
+    assert proposal.calls[0].arguments == {"city": "Oslo", "days": 1}  # default filled in
