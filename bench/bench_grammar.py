@@ -190,9 +190,9 @@ def run_free(model: LocalModel, tokens: list[int], count: int) -> dict:
 
 def _clear_compiler_caches() -> None:
     """Every functools cache in the grammar package (the envelope's, the compiler's helpers)."""
-    from edgeagent.grammar import compiler, envelope, regex_gbnf
+    from edgeagent.grammar import charsets, compiler, envelope, regex_gbnf, schema_types
 
-    for module in (compiler, envelope, regex_gbnf):
+    for module in (charsets, compiler, envelope, regex_gbnf, schema_types):
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from edgeagent.errors import EnvelopeParseError, GrammarError
+from edgeagent.grammar.charsets import cs, json_text
 from edgeagent.grammar.compiler import SchemaCompiler, ValidatorKeyword
-from edgeagent.grammar.regex_gbnf import Cls, Lit, Ref, alt, cs, json_text, rep, seq
+from edgeagent.grammar.nodes import Cls, Lit, Ref, alt, rep, seq
 
 __all__ = [
     "Envelope",

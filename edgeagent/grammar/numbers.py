@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from edgeagent.grammar.regex_gbnf import Cls, Lit, Node, alt, cs, opt, rep, seq
+from edgeagent.grammar.charsets import cs
+from edgeagent.grammar.nodes import Cls, Lit, Node, alt, opt, rep, seq
 
 INT_DIGITS = 19  # integers without a bound on a side are capped at this many digits
 INT_PART_DIGITS = 16  # number literal: at most this many integer digits ...

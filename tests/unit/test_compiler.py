@@ -24,7 +24,8 @@ from edgeagent.grammar.compiler import (
     describe_validator_keywords,
     lark_for,
 )
-from edgeagent.grammar.regex_gbnf import MAX_REPEAT, Ref, alt
+from edgeagent.grammar.nodes import Ref, alt
+from edgeagent.grammar.rendering import MAX_REPEAT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeagent.errors import EnvelopeParseError, GrammarError
-from edgeagent.grammar.compiler import jp, lark_for
+from edgeagent.grammar.compiler import lark_for
 from edgeagent.grammar.envelope import (
     ParsedCall,
     build_envelope,
@@ -19,6 +19,7 @@ from edgeagent.grammar.envelope import (
     first_of_each,
     parse_envelope,
 )
+from edgeagent.grammar.schema_keywords import jp
 from tests.unit.test_compiler import engines  # noqa: F401  (fixture)
 
 WEATHER = {
