@@ -144,14 +144,14 @@ class LocalProposer:
         prefix = stable_prefix_text(self.model, self.system)
         return self.prefix_cache.warm(self.model, prefix)
 
-    def envelope(self, mode: str):
+    def envelope(self, mode: str, max_calls: int = MAX_PARALLEL_CALLS):
         from edgeagent.grammar.envelope import build_envelope
 
         tools = [(t.name, t.parameters) for t in self.registry]
         return build_envelope(
             tools,
             mode=mode,
-            max_calls=MAX_PARALLEL_CALLS if mode != "none" else 1,
+            max_calls=max_calls if mode != "none" else 1,
             answer_cap=self.settings.answer_cap,
             string_cap=self.settings.string_cap,
         )
@@ -159,7 +159,9 @@ class LocalProposer:
     def _bounds(self) -> dict:
         return {"max_tokens": self.settings.max_tokens, "timeout_s": self.settings.decode_timeout_s}
 
-    def _decode(self, messages: list[dict], mode: str, on_text) -> tuple:
+    def _decode(
+        self, messages: list[dict], mode: str, on_text, max_calls: int = MAX_PARALLEL_CALLS
+    ) -> tuple:
         from edgeagent.grammar.engine import constrain
 
         prompt = self.model.render(messages)
@@ -168,7 +170,7 @@ class LocalProposer:
                 prompt, on_text=on_text, temperature=0.0, repeat_penalty=1.15, **self._bounds()
             )
             return gen, "none"
-        constraint, info = constrain(self.engine, self.envelope(mode).gbnf)
+        constraint, info = constrain(self.engine, self.envelope(mode, max_calls).gbnf)
         bias = None
         if mode == "auto" and self.settings.call_bias:
             bias = dict.fromkeys(self.model.call_start_tokens(), self.settings.call_bias)
@@ -210,7 +212,9 @@ class LocalProposer:
             {"role": "assistant", "content": proposal.raw},
             {"role": "user", "content": repair_message(error)},
         ]
-        gen2, engine = self._decode(repair, repair_mode, None)
+        # the repair asks for the calls again, no more of them than the first output had
+        max_calls = min(MAX_PARALLEL_CALLS, max(1, len(proposal.calls)))
+        gen2, engine = self._decode(repair, repair_mode, None, max_calls)
         usage.add(_usage_of(gen2))
         repaired = self._read(gen2, usage, engine, context, repaired=True)
         if repaired.valid:

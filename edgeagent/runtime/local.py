@@ -170,13 +170,18 @@ class LocalModel:
         return f"{self.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
 
     def call_start_tokens(self) -> list[int]:
-        """Tokens whose text starts a JSON call (``{`` or ``[``), cached per model."""
+        """Tokens whose text starts a single JSON call (``{``), cached per model.
+
+        A list of parallel calls (``[``) is left out on purpose: the call prior should make the
+        model call, not make it call several times; a list stays possible when the model itself
+        prefers it.
+        """
         cached = getattr(self, "_call_start_tokens", None)
         if cached is None:
             cached = [
                 t
                 for t in range(self.n_vocab)
-                if self._llm.detokenize([t], special=False)[:1] in (b"{", b"[")
+                if self._llm.detokenize([t], special=False)[:1] == b"{"
             ]
             self._call_start_tokens = cached
         return cached

@@ -125,3 +125,23 @@ def test_constrain_falls_back_to_llama_cpp(vocab_llama, monkeypatch):
     constraint, info = constrain(engine, gbnf)
     assert info.name == "llama.cpp-gbnf" and "test" in info.reason
     assert constraint.allowed().sum() >= 2  # "true" / "false" prefixes
+
+
+def test_matchers_of_one_grammar_are_independent_copies(vocab_llama, monkeypatch):
+    import edgeagent.grammar.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MATCHER_TEMPLATES", 2)
+    monkeypatch.delattr(vocab_llama, "_edgeagent_matchers", raising=False)
+    engine = LLGuidanceEngine(vocab_llama, "copies")
+    gbnf = compile_schema(SCHEMAS[0]).gbnf
+    first, second = engine.constraint(gbnf), engine.constraint(gbnf)
+    rng = random.Random(7)
+    walked = json.loads(random_walk(vocab_llama, first, rng))
+    jsonschema.validate(walked, SCHEMAS[0])
+    assert first.is_finished() or first.is_accepting()
+    # the second matcher (and a third, from the kept pristine one) start at the beginning
+    for fresh in (second, engine.constraint(gbnf)):
+        assert vocab_llama.detokenize(fresh.forced_tokens()).decode().startswith('{"city')
+    for schema in SCHEMAS[1:]:  # the pristine matchers kept per model stay bounded
+        engine.constraint(compile_schema(schema).gbnf)
+    assert len(vocab_llama._edgeagent_matchers) == 2
