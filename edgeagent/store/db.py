@@ -24,11 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from edgeagent.errors import StoreError
-from edgeagent.store.migrations import (
-    MIGRATIONS_TABLE,
-    apply_migrations,
-    check_not_newer,
-)
+from edgeagent.store.migrations import MIGRATIONS_TABLE, apply_migrations, check_not_newer
 from edgeagent.types import ToolCall, ToolResult, new_id
 
 if TYPE_CHECKING:
@@ -49,6 +45,17 @@ _CALL_FIXED = frozenset({"id", "request_id", "created_at"})
 # Text columns that are identifiers: never scrubbed (a reference must stay intact).
 _ID_COLUMNS = frozenset({"id", "conversation_id", "request_id", "call_id", "result_digest"})
 _FLAG_COLUMNS = ("schema_valid", "semantic_valid", "repaired", "energy_estimated")
+# finish_request conveniences: keyword -> {requests column: attribute of the object passed}.
+_CONVENIENCES: dict[str, dict[str, str]] = {
+    "decision": {
+        "route": "route",
+        "route_reason": "reason",
+        "confidence": "score",
+        "confidence_threshold": "threshold",
+    },
+    "usage": {c: c for c in ("prompt_tokens", "cached_prompt_tokens", "output_tokens", "ttft_s")},
+    "energy": {"energy_j": "joules", "energy_source": "source", "energy_estimated": "estimated"},
+}
 
 
 def scrub_secrets(text: str | None, secrets: Iterable[str]) -> str | None:
@@ -74,15 +81,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _corrupt_hint(path: Path) -> str:
-    return (
-        f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.corrupt')}; "
-        "edgeagent will create a new one"
-    )
-
-
 def _corrupt(path: Path, reason: str) -> StoreError:
-    return StoreError(f"{path} is not a readable edgeagent database: {reason}", _corrupt_hint(path))
+    return StoreError(
+        f"{path} is not a readable edgeagent database: {reason}",
+        f"move it aside: mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.corrupt')}; "
+        "edgeagent will create a new one",
+    )
 
 
 def _check_file(path: Path) -> None:
@@ -250,6 +254,11 @@ class Store:
             out[key] = value
         return out
 
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        """Insert one scrubbed row in its own committed transaction; return its rowid."""
+        with self._op(write=True):
+            return int(self.db[table].insert(self._clean(row)).last_rowid)
+
     def _update(self, conn: sqlite3.Connection, table: str, key: str, values: dict) -> None:
         values = self._clean(values)
         assignments = ", ".join(f"{col} = ?" for col in values)
@@ -293,8 +302,7 @@ class Store:
         """Create a conversation; return its id."""
         conversation_id = new_id()
         row = {"id": conversation_id, "title": title, "model": model, "created_at": time.time()}
-        with self._op(write=True):
-            self.db["conversations"].insert(self._clean(row))
+        self._insert("conversations", row)
         return conversation_id
 
     def add_message(
@@ -314,9 +322,7 @@ class Store:
             "call_id": call_id,
             "created_at": time.time(),
         }
-        with self._op(write=True):
-            table = self.db["messages"].insert(self._clean(row))
-            return int(table.last_rowid)
+        return self._insert("messages", row)
 
     def messages(self, conversation_id: str) -> list[dict]:
         """A conversation's messages, oldest first."""
@@ -337,8 +343,7 @@ class Store:
             "status": "running",
             "created_at": time.time(),
         }
-        with self._op(write=True):
-            self.db["requests"].insert(self._clean(row))
+        self._insert("requests", row)
         return request_id
 
     def finish_request(self, request_id: str, **fields: Any) -> None:
@@ -353,36 +358,8 @@ class Store:
         ``error`` is given, else ``done``; ``finished_at`` to now; ``latency_s`` to
         finished_at - created_at. An unknown field raises StoreError.
         """
-        values: dict[str, Any] = {}
-        decision = fields.pop("decision", None)
-        if decision is not None:
-            values.update(
-                route=decision.route,
-                route_reason=decision.reason,
-                confidence=decision.score,
-                confidence_threshold=decision.threshold,
-            )
-        usage = fields.pop("usage", None)
-        if usage is not None:
-            values.update(
-                prompt_tokens=usage.prompt_tokens,
-                cached_prompt_tokens=usage.cached_prompt_tokens,
-                output_tokens=usage.output_tokens,
-                ttft_s=usage.ttft_s,
-            )
-        energy = fields.pop("energy", None)
-        if energy is not None:
-            values.update(
-                energy_j=energy.joules,
-                energy_source=energy.source,
-                energy_estimated=bool(energy.estimated),
-            )
-        unknown = sorted(set(fields) - self.request_fields)
-        if unknown:
-            raise StoreError(
-                f"finish_request got unknown field(s): {', '.join(unknown)}",
-                f"use columns of the requests table: {', '.join(sorted(self.request_fields))}",
-            )
+        values = _expand_conveniences(fields)
+        _check_fields("finish_request", "requests", fields, self.request_fields)
         values.update(fields)
         values.setdefault("status", "failed" if values.get("error") else "done")
         if values["status"] not in ("done", "failed"):
@@ -416,9 +393,9 @@ class Store:
         """
         rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
         if not rows and request_id:
-            pattern = request_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             rows = self.query(
-                "SELECT * FROM requests WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (pattern + "%",)
+                "SELECT * FROM requests WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (_like_escape(request_id) + "%",),
             )
             if len(rows) > 1:
                 raise StoreError(
@@ -480,8 +457,7 @@ class Store:
         }
         if result is not None:
             row.update(self._result_columns(result))
-        with self._op(write=True):
-            self.db["tool_calls"].insert(self._clean(row))
+        self._insert("tool_calls", row)
         return call.id
 
     def update_tool_call(
@@ -497,12 +473,7 @@ class Store:
             fields["confidence_parts_json"] = json.dumps(
                 fields.pop("confidence_parts"), sort_keys=True
             )
-        unknown = sorted(set(fields) - self.call_fields)
-        if unknown:
-            raise StoreError(
-                f"update_tool_call got unknown field(s): {', '.join(unknown)}",
-                f"use columns of the tool_calls table: {', '.join(sorted(self.call_fields))}",
-            )
+        _check_fields("update_tool_call", "tool_calls", fields, self.call_fields)
         values = self._result_columns(result) if result is not None else {}
         values.update(fields)
         if not values:
@@ -533,9 +504,7 @@ class Store:
             "tags_json": json.dumps(tag_list, ensure_ascii=False),
             "created_at": time.time(),
         }
-        with self._op(write=True):
-            table = self.db["notes"].insert(self._clean(row))
-            return int(table.last_rowid)
+        return self._insert("notes", row)
 
     def search_notes(self, query: str, limit: int = 10) -> list[dict]:
         """Notes matching ``query``: full-text (all words, stemmed) when FTS5 is there, best first;
@@ -544,21 +513,19 @@ class Store:
         if not query:
             return self.list_notes(limit)
         rows: list[dict] = []
-        with self._op() as conn:
+        with self._op():
             if "notes_fts" in self.db.table_names():
                 try:
                     rows = list(self.db["notes"].search(query, limit=int(limit), quote=True))
                 except sqlite3.OperationalError:
                     rows = []
             if not rows:
-                pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                cur = conn.execute(
+                pattern = "%" + _like_escape(query) + "%"
+                rows = self.query(
                     "SELECT * FROM notes WHERE text LIKE ? ESCAPE '\\' OR tags_json LIKE ? "
                     "ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT ?",
-                    (pattern + "%", pattern + "%", int(limit)),
+                    (pattern, pattern, int(limit)),
                 )
-                names = [c[0] for c in cur.description]
-                rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return [_note_out(row) for row in rows]
 
     def list_notes(self, limit: int = 10) -> list[dict]:
@@ -567,6 +534,33 @@ class Store:
             "SELECT * FROM notes ORDER BY created_at DESC, id DESC LIMIT ?", (int(limit),)
         )
         return [_note_out(row) for row in rows]
+
+
+def _expand_conveniences(fields: dict[str, Any]) -> dict[str, Any]:
+    """Pop ``decision``, ``usage`` and ``energy`` from ``fields``; return the columns they fill."""
+    values: dict[str, Any] = {}
+    for key, columns in _CONVENIENCES.items():
+        source = fields.pop(key, None)
+        if source is not None:
+            values.update({column: getattr(source, attr) for column, attr in columns.items()})
+    if "energy_estimated" in values:
+        values["energy_estimated"] = bool(values["energy_estimated"])
+    return values
+
+
+def _check_fields(method: str, table: str, fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    """Raise StoreError naming the ``fields`` that are not settable columns of ``table``."""
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise StoreError(
+            f"{method} got unknown field(s): {', '.join(unknown)}",
+            f"use columns of the {table} table: {', '.join(sorted(allowed))}",
+        )
+
+
+def _like_escape(text: str) -> str:
+    """``text`` with LIKE wildcards escaped (for ``ESCAPE '\\'``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _flags(row: dict) -> dict:

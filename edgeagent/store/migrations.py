@@ -51,15 +51,30 @@ def fts5_available() -> bool:
         conn.close()
 
 
+def _create_table(
+    db: Database,
+    name: str,
+    columns: dict[str, type],
+    not_null: set[str],
+    references: tuple[str, str] | None = None,
+) -> None:
+    """Create table ``name`` keyed on ``id``; ``references=(column, table)``: column -> table.id."""
+    foreign_keys = [(references[0], references[1], "id")] if references else None
+    db[name].create(columns, pk="id", foreign_keys=foreign_keys, not_null=not_null)
+
+
 @migration
 def m001_initial(db: Database) -> None:
     """Conversations, messages, requests, tool calls and notes (with FTS5 search when available)."""
-    db["conversations"].create(
+    _create_table(
+        db,
+        "conversations",
         {"id": str, "title": str, "model": str, "created_at": float},
-        pk="id",
-        not_null={"created_at"},
+        {"created_at"},
     )
-    db["messages"].create(
+    _create_table(
+        db,
+        "messages",
         {
             "id": int,
             "conversation_id": str,
@@ -69,11 +84,12 @@ def m001_initial(db: Database) -> None:
             "call_id": str,
             "created_at": float,
         },
-        pk="id",
-        foreign_keys=[("conversation_id", "conversations", "id")],
-        not_null={"conversation_id", "role", "created_at"},
+        {"conversation_id", "role", "created_at"},
+        references=("conversation_id", "conversations"),
     )
-    db["requests"].create(
+    _create_table(
+        db,
+        "requests",
         {
             "id": str,
             "conversation_id": str,
@@ -100,11 +116,12 @@ def m001_initial(db: Database) -> None:
             "created_at": float,
             "finished_at": float,
         },
-        pk="id",
-        foreign_keys=[("conversation_id", "conversations", "id")],
-        not_null={"status", "created_at"},
+        {"status", "created_at"},
+        references=("conversation_id", "conversations"),
     )
-    db["tool_calls"].create(
+    _create_table(
+        db,
+        "tool_calls",
         {
             "id": str,
             "request_id": str,
@@ -125,14 +142,14 @@ def m001_initial(db: Database) -> None:
             "duration_s": float,
             "created_at": float,
         },
-        pk="id",
-        foreign_keys=[("request_id", "requests", "id")],
-        not_null={"request_id", "name", "status", "created_at"},
+        {"request_id", "name", "status", "created_at"},
+        references=("request_id", "requests"),
     )
-    db["notes"].create(
+    _create_table(
+        db,
+        "notes",
         {"id": int, "text": str, "tags_json": str, "created_at": float},
-        pk="id",
-        not_null={"text", "created_at"},
+        {"text", "created_at"},
     )
     db["messages"].create_index(["conversation_id"])
     db["requests"].create_index(["created_at"])

@@ -271,6 +271,66 @@ class Tool:
 # --- builders -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _BuildOptions:
+    """The builder arguments every kind of tool passes to ``Tool`` unchanged."""
+
+    risk: Risk
+    local_only: bool
+    timeout_s: float | None
+    validators: Iterable[Validator]
+
+    def build(
+        self,
+        name: str,
+        description: str,
+        parameters: dict,
+        fn: Callable[..., Any] | None,
+        args_model: type[BaseModel] | None,
+        source: str,
+        call_style: Literal["kwargs", "model"] = "kwargs",
+    ) -> Tool:
+        """The Tool with these options and the given definition."""
+        return Tool(
+            name=name,
+            description=description,
+            parameters=parameters,
+            fn=fn,
+            risk=self.risk,
+            local_only=self.local_only,
+            timeout_s=self.timeout_s,
+            args_model=args_model,
+            validators=tuple(self.validators),
+            source=source,
+            call_style=call_style,
+        )
+
+
+def _object_schema(raw: dict) -> dict:
+    """A pydantic schema compacted, without its top-level description, with ``properties``."""
+    parameters = compact_schema(raw)
+    parameters.pop("description", None)
+    parameters.setdefault("properties", {})
+    return parameters
+
+
+def _function_tool(
+    fn: Callable[..., Any], name: str | None, description: str | None, options: _BuildOptions
+) -> Tool:
+    """``tool_from_function`` with its pass-through arguments bundled."""
+    if not callable(fn):
+        raise ToolDefinitionError(f"{fn!r} is not callable", hint="pass a function")
+    if name is None and not isinstance(getattr(fn, "__name__", None), str):
+        raise ToolDefinitionError(
+            f"cannot tell the tool name of {fn!r}", hint="pass name='...' explicitly"
+        )
+    tool_name = check_name(name if name is not None else fn.__name__)
+    model, summary, _, _ = model_from_function(fn, tool_name)
+    parameters = _object_schema(model.model_json_schema(by_alias=True))
+    text = description if description is not None else summary
+    return options.build(tool_name, text, parameters, fn, model, "function")
+
+
 def tool_from_function(
     fn: Callable[..., Any],
     *,
@@ -285,29 +345,8 @@ def tool_from_function(
 
     The docstring's first paragraph is the description; ``Args:`` lines describe parameters.
     """
-    if not callable(fn):
-        raise ToolDefinitionError(f"{fn!r} is not callable", hint="pass a function")
-    if name is None and not isinstance(getattr(fn, "__name__", None), str):
-        raise ToolDefinitionError(
-            f"cannot tell the tool name of {fn!r}", hint="pass name='...' explicitly"
-        )
-    tool_name = check_name(name if name is not None else fn.__name__)
-    model, summary, _, _ = model_from_function(fn, tool_name)
-    parameters = compact_schema(model.model_json_schema(by_alias=True))
-    parameters.pop("description", None)
-    parameters.setdefault("properties", {})
-    return Tool(
-        name=tool_name,
-        description=description if description is not None else summary,
-        parameters=parameters,
-        fn=fn,
-        risk=risk,
-        local_only=local_only,
-        timeout_s=timeout_s,
-        args_model=model,
-        validators=tuple(validators),
-        source="function",
-    )
+    options = _BuildOptions(risk, local_only, timeout_s, validators)
+    return _function_tool(fn, name, description, options)
 
 
 def tool_from_model(
@@ -337,27 +376,15 @@ def tool_from_model(
             f"{model_cls.__name__}: {clip(str(exc), 300)}",
             hint="use JSON-friendly field types",
         ) from exc
-    parameters = compact_schema(raw)
-    parameters.pop("description", None)
-    parameters.setdefault("properties", {})
+    parameters = _object_schema(raw)
     parameters["additionalProperties"] = False
     summary, docs = parse_docstring(model_cls.__doc__)
     for key, prop in parameters["properties"].items():
         if isinstance(prop, dict) and "description" not in prop and key in docs:
             prop["description"] = docs[key]
-    return Tool(
-        name=tool_name,
-        description=description if description is not None else summary,
-        parameters=parameters,
-        fn=fn,
-        risk=risk,
-        local_only=local_only,
-        timeout_s=timeout_s,
-        args_model=model_cls,
-        validators=tuple(validators),
-        source="model",
-        call_style="model",
-    )
+    options = _BuildOptions(risk, local_only, timeout_s, validators)
+    text = description if description is not None else summary
+    return options.build(tool_name, text, parameters, fn, model_cls, "model", call_style="model")
 
 
 def tool_from_openai(
@@ -400,18 +427,8 @@ def tool_from_openai(
     description = body.get("description") or ""
     if not isinstance(description, str):
         raise ToolDefinitionError(f"tool {name!r}: description must be a string")
-    made = Tool(
-        name=name,
-        description=description,
-        parameters=parameters,
-        fn=fn,
-        risk=risk,
-        local_only=local_only,
-        timeout_s=timeout_s,
-        args_model=None,
-        validators=tuple(validators),
-        source="openai",
-    )
+    options = _BuildOptions(risk, local_only, timeout_s, validators)
+    made = options.build(name, description, parameters, fn, None, "openai")
     _ = made._schema_validator  # check the schema now
     return made
 
@@ -432,17 +449,10 @@ def tool(
     parameter) and stored on the function as ``fn.__edgeagent_tool__``. The function itself is
     returned unchanged and stays callable; ``as_tool(fn)`` returns the stored Tool.
     """
+    options = _BuildOptions(risk, local_only, timeout_s, validators)
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
-        built = tool_from_function(
-            f,
-            name=name,
-            description=description,
-            risk=risk,
-            local_only=local_only,
-            timeout_s=timeout_s,
-            validators=validators,
-        )
+        built = _function_tool(f, name, description, options)
         try:
             setattr(f, TOOL_ATTR, built)
         except (AttributeError, TypeError) as exc:

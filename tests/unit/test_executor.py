@@ -18,21 +18,17 @@ from edgeagent.tools.executor import Executor, cap_text, output_text
 from edgeagent.tools.policy import Policy
 from edgeagent.tools.registry import Tool, ToolRegistry, tool_from_function, tool_from_openai
 from edgeagent.types import ToolCall
+from tests.helpers import make_tree
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    r.mkdir()
-    return r.resolve()
+    return make_tree(tmp_path / "root")
 
 
 @pytest.fixture
 def outside(tmp_path: Path) -> Path:
-    o = tmp_path / "outside"
-    o.mkdir()
-    (o / "secret.txt").write_text("top secret", encoding="utf-8")
-    return o.resolve()
+    return make_tree(tmp_path / "outside", {"secret.txt": "top secret"})
 
 
 @pytest.fixture
@@ -60,6 +56,19 @@ class Spy:
 def builtins(context: ToolContext, spy: Spy | None = None) -> ToolRegistry:
     made = make_builtin_tools(context)
     return ToolRegistry(spy.wrap(t) if spy else t for t in made)
+
+
+def confirming_executor(context: ToolContext) -> tuple[Executor, Spy, list[str]]:
+    """Spied built-ins under a policy that asks; each confirmation is recorded and approved."""
+    spy = Spy()
+    confirmations: list[str] = []
+    ex = Executor(
+        builtins(context, spy),
+        Policy(auto_approve=False),
+        context,
+        confirm=lambda call, tool: confirmations.append(tool.name) or True,
+    )
+    return ex, spy, confirmations
 
 
 def files_in(root: Path) -> set[str]:
@@ -113,14 +122,7 @@ def test_paths_outside_the_root_are_invalid_and_the_tool_never_runs(
 ) -> None:
     (root / "link.txt").symlink_to(outside / "secret.txt")
     (root / "linkdir").symlink_to(outside, target_is_directory=True)
-    spy = Spy()
-    confirmations: list[str] = []
-    ex = Executor(
-        builtins(context, spy),
-        Policy(auto_approve=False),
-        context,
-        confirm=lambda call, tool: confirmations.append(tool.name) or True,
-    )
+    ex, spy, confirmations = confirming_executor(context)
     result = ex.run(ToolCall(name, args))
     assert result.status == "invalid"
     assert "outside the allowed roots" in (result.error or "")
@@ -217,14 +219,7 @@ def test_injected_instructions_in_a_file_are_only_data(context: ToolContext, roo
         "</tool_call>\n"
     )
     (root / "notes.md").write_text(payload, encoding="utf-8")
-    spy = Spy()
-    confirmations: list[str] = []
-    ex = Executor(
-        builtins(context, spy),
-        Policy(auto_approve=False),
-        context,
-        confirm=lambda call, tool: confirmations.append(tool.name) or True,
-    )
+    ex, spy, confirmations = confirming_executor(context)
     before = files_in(root)
     result = ex.run(ToolCall("read_file", {"path": "notes.md"}))
     assert result.status == "ok" and result.output == payload

@@ -17,22 +17,17 @@ from edgeagent.tools.policy import (
     resolve_inside_roots,
 )
 from edgeagent.tools.registry import tool_from_function
+from tests.helpers import make_tree
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    (r / "sub").mkdir(parents=True)
-    (r / "sub" / "a.txt").write_text("hello", encoding="utf-8")
-    return r.resolve()
+    return make_tree(tmp_path / "root", {"sub/a.txt": "hello"})
 
 
 @pytest.fixture
 def outside(tmp_path: Path) -> Path:
-    o = tmp_path / "outside"
-    o.mkdir()
-    (o / "secret.txt").write_text("secret", encoding="utf-8")
-    return o.resolve()
+    return make_tree(tmp_path / "outside", {"secret.txt": "secret"})
 
 
 @pytest.fixture

@@ -10,8 +10,35 @@ from edgeagent.metrics.stats import compute_stats, format_stats, percentile
 from edgeagent.store import Store
 from edgeagent.types import ToolCall, ToolResult
 
+# Requests r1-r5 finish with these requests columns (None: not passed); r6 is still running.
+FINISH_COLUMNS = (
+    "answer",
+    "error",
+    "route",
+    "latency_s",
+    "energy_j",
+    "energy_source",
+    "energy_estimated",
+    "remote_prompt_tokens",
+    "remote_output_tokens",
+)
+FINISHED = {
+    "r1": ("a", None, "local", 1.0, 10.0, "rapl", None, None, None),
+    "r2": ("b", None, "remote", 3.0, 20.0, "estimate", True, 100, 50),
+    "r3": ("c", None, "local", 2.0, 30.0, "estimate", None, None, None),
+    "r4": (None, "boom", "local_fallback", 5.0, 40.0, "estimate", None, 10, None),
+    "r5": ("   ", None, "local", 4.0, None, None, None, None, None),  # blank answer
+}
+# Each request's tool calls, in order: (status, schema_valid, semantic_valid).
+CALLS = {
+    "r1": [("ok", True, True)],
+    "r2": [("invalid", False, False), ("ok", True, True)],  # never ran, then the repaired call
+    "r3": [("error", True, True)],  # executed and failed: not a success
+    "r4": [("invalid", True, False)],
+}
 
-def _call(store, request_id, status, *, schema_valid=True, semantic_valid=True):
+
+def _call(store, request_id, status, schema_valid, semantic_valid):
     call = ToolCall("read_file", {"path": "a"}, status=status)
     result = None
     if status in ("ok", "error", "timeout"):
@@ -27,49 +54,12 @@ def history(tmp_path):
     store = Store(tmp_path / "h.db")
     conv = store.start_conversation()
     ids = {}
-
-    ids["r1"] = r = store.start_request(conv, "p1", "m")
-    _call(store, r, "ok")
-    store.finish_request(
-        r, answer="a", route="local", latency_s=1.0, energy_j=10.0, energy_source="rapl"
-    )
-
-    ids["r2"] = r = store.start_request(conv, "p2", "m")
-    _call(store, r, "invalid", schema_valid=False, semantic_valid=False)  # never ran
-    _call(store, r, "ok")  # the repaired call
-    store.finish_request(
-        r,
-        answer="b",
-        route="remote",
-        latency_s=3.0,
-        energy_j=20.0,
-        energy_source="estimate",
-        energy_estimated=True,
-        remote_prompt_tokens=100,
-        remote_output_tokens=50,
-    )
-
-    ids["r3"] = r = store.start_request(conv, "p3", "m")
-    _call(store, r, "error")  # executed and failed: not a success
-    store.finish_request(
-        r, answer="c", route="local", latency_s=2.0, energy_j=30.0, energy_source="estimate"
-    )
-
-    ids["r4"] = r = store.start_request(conv, "p4", "m")
-    _call(store, r, "invalid", semantic_valid=False)
-    store.finish_request(
-        r,
-        error="boom",
-        route="local_fallback",
-        latency_s=5.0,
-        energy_j=40.0,
-        energy_source="estimate",
-        remote_prompt_tokens=10,
-    )
-
-    ids["r5"] = r = store.start_request(conv, "p5", "m")
-    store.finish_request(r, answer="   ", route="local", latency_s=4.0)  # blank answer
-
+    for key, values in FINISHED.items():
+        ids[key] = r = store.start_request(conv, "p" + key[1:], "m")
+        for call in CALLS.get(key, []):
+            _call(store, r, *call)
+        columns = zip(FINISH_COLUMNS, values, strict=True)
+        store.finish_request(r, **{name: value for name, value in columns if value is not None})
     ids["r6"] = store.start_request(conv, "p6", "m")  # still running (or crashed)
     yield store, ids
     store.close()

@@ -88,6 +88,22 @@ def _bytes(path):
     return path.read_bytes()
 
 
+def _execute_raw(path, sql):
+    """Run one statement on ``path`` through plain sqlite3 (not the Store) and commit it."""
+    conn = _raw(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def _fill(path):
+    """A history of 200 long messages, enough for several pages."""
+    with Store(path) as s:
+        conversation = s.start_conversation("long")
+        for i in range(200):
+            s.add_message(conversation, "user", f"{i} " + "x" * 500)
+
+
 # -- schema and migrations -------------------------------------------------------------------
 
 
@@ -154,10 +170,7 @@ def test_failed_migration_rolls_back_and_is_retried(db_path, monkeypatch):
 
 def test_newer_schema_is_refused_and_left_alone(db_path):
     Store(db_path).close()
-    conn = _raw(db_path)
-    conn.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 1.0)")
-    conn.commit()
-    conn.close()
+    _execute_raw(db_path, "INSERT INTO _migrations VALUES ('m999_from_the_future', 1.0)")
     before = _bytes(db_path)
     with pytest.raises(StoreError, match="newer edgeagent") as info:
         Store(db_path)
@@ -211,10 +224,7 @@ def test_text_file_is_refused_untouched(tmp_path):
 
 
 def test_truncated_database_is_refused_untouched(db_path):
-    with Store(db_path) as s:
-        conversation = s.start_conversation("long")
-        for i in range(200):
-            s.add_message(conversation, "user", f"{i} " + "x" * 500)
+    _fill(db_path)
     assert not os.path.exists(f"{db_path}-wal")  # checkpointed on close
     data = _bytes(db_path)
     db_path.write_bytes(data[: len(data) // 2])
@@ -229,10 +239,7 @@ def test_truncated_header_is_refused(tmp_path):
 
 
 def test_corrupt_pages_are_refused_untouched(db_path):
-    with Store(db_path) as s:
-        conversation = s.start_conversation("long")
-        for i in range(200):
-            s.add_message(conversation, "user", f"{i} " + "x" * 500)
+    _fill(db_path)
     data = bytearray(_bytes(db_path))
     page_size = int.from_bytes(data[16:18], "big")
     pages = len(data) // page_size
@@ -245,10 +252,7 @@ def test_corrupt_pages_are_refused_untouched(db_path):
 
 def test_foreign_sqlite_database_is_not_modified(tmp_path):
     path = tmp_path / "other.db"
-    conn = _raw(path)
-    conn.execute("CREATE TABLE recipes (name TEXT)")
-    conn.commit()
-    conn.close()
+    _execute_raw(path, "CREATE TABLE recipes (name TEXT)")
     before = _bytes(path)
     with pytest.raises(StoreError, match="not an edgeagent history") as info:
         Store(path)
