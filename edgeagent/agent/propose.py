@@ -180,6 +180,7 @@ class LocalProposer:
             on_text=on_text,
             temperature=0.0,
             first_bias=bias,
+            repeat_penalty=self.settings.call_repeat_penalty,
             **self._bounds(),
         )
         return gen, info.name

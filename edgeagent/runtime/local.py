@@ -315,7 +315,8 @@ class LocalModel:
                         break
                     self._eval(forced, deadline)
                     continue
-            recent = [c.token for c in choices[-64:]]
+            # under a grammar only free choices count: forced JSON punctuation is no repetition
+            recent = [c.token for c in choices[-64:] if constraint is None or not c.forced]
             token, logprob, margin = self._sample(
                 constraint,
                 temperature,

@@ -84,3 +84,40 @@ def test_loop_detector():
     assert _is_looping([5, 6, 7] * 4)
     assert _is_looping([9] * 4)
     assert not _is_looping([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+
+
+def test_repeat_penalty_under_a_grammar_counts_free_tokens_only(loaded, monkeypatch):
+    import json
+
+    from edgeagent.grammar.compiler import compile_schema
+    from edgeagent.grammar.engine import make_engine
+
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 12}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+    }
+    engine = make_engine(loaded.llama, loaded.fingerprint)
+    seen_recent: list[list[int]] = []
+    original = loaded._sample
+
+    def spy(constraint, temperature, rng, recent=(), repeat_penalty=1.0, bias=None):
+        seen_recent.append(list(recent))
+        return original(constraint, temperature, rng, recent, repeat_penalty, bias)
+
+    monkeypatch.setattr(loaded, "_sample", spy)
+    prompt = loaded.render([{"role": "user", "content": "Weather in Oslo for 3 days, as JSON."}])
+    gen = loaded.generate(
+        prompt,
+        constraint=engine.constraint(compile_schema(schema).gbnf),
+        temperature=0.0,
+        repeat_penalty=1.3,
+        max_tokens=40,
+        timeout_s=600,  # bounded by max_tokens; a busy machine must not make it flaky
+    )
+    value = json.loads(gen.text)
+    assert set(value) == {"city", "days"}
+    forced = {c.token for c in gen.choices if c.forced}
+    free = {c.token for c in gen.choices if not c.forced}
+    assert forced and seen_recent
+    assert all(set(r) <= free for r in seen_recent)  # forced punctuation never penalised
