@@ -321,6 +321,15 @@ class Agent:
             self.store.close()
 
 
+def _role_of(message) -> str:
+    return message["role"] if isinstance(message, dict) else message.role
+
+
+def _text_of(message) -> str:
+    content = message.get("content") if isinstance(message, dict) else message.content
+    return content or ""
+
+
 def propose_calls(
     messages: Sequence,
     tools: Iterable,
@@ -344,8 +353,12 @@ def propose_calls(
             settings if model is None else settings.replace(model=str(model))
         )
     registry = build_tool_registry(list(tools), None)
-    proposer = LocalProposer(model, registry, settings)
-    messages = [m for m in messages if (m["role"] if isinstance(m, dict) else m.role) != "system"]
+    # the caller's system messages join ours (after the instructions, before the tools): one
+    # system turn, as every chat template expects
+    system = [_text_of(m).strip() for m in messages if _role_of(m) == "system"]
+    extra = "\n".join(t for t in system if t) or None
+    proposer = LocalProposer(model, registry, settings, system_extra=extra)
+    messages = [m for m in messages if _role_of(m) != "system"]
     proposal = proposer.propose(messages, mode=tool_choice)
     return proposal.calls
 

@@ -124,7 +124,14 @@ def _as_dicts(messages: Sequence) -> list[dict]:
 class LocalProposer:
     """Local model + tools + grammar engine: turns a conversation into validated proposals."""
 
-    def __init__(self, model, registry, settings: Settings, engine: str = "llguidance") -> None:
+    def __init__(
+        self,
+        model,
+        registry,
+        settings: Settings,
+        engine: str = "llguidance",
+        system_extra: str | None = None,
+    ) -> None:
         from edgeagent.grammar.engine import make_engine
 
         self.model = model
@@ -132,7 +139,7 @@ class LocalProposer:
         self.settings = settings
         self.engine = make_engine(model.llama, model.fingerprint, engine) if len(registry) else None
         self.engine_name = self.engine.info.name if self.engine else "none"
-        self.system = system_prompt(list(registry))
+        self.system = system_prompt(list(registry), system_extra)
         self.prefix_cache = None
 
     def warm_prefix(self):

@@ -113,3 +113,29 @@ def test_answer_without_tools_is_plain_chat(model, tmp_path):
     result = agent.run("Say hello in one word.")
     assert result.answer and not result.calls
     assert json.dumps(result.to_dict())
+
+
+def test_propose_calls_keeps_the_callers_system_message(model, tmp_path, monkeypatch):
+    rendered: list[list[dict]] = []
+    original = model.render
+
+    def spy(messages, **kwargs):
+        rendered.append([dict(m) for m in messages])
+        return original(messages, **kwargs)
+
+    monkeypatch.setattr(model, "render", spy)
+    propose_calls(
+        [
+            {"role": "system", "content": "Always use fahrenheit."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+        ],
+        [WEATHER],
+        model=model,
+        settings=settings_for(tmp_path),
+        tool_choice="required",
+    )
+    first = rendered[0]
+    assert [m["role"] for m in first].count("system") == 1 and first[0]["role"] == "system"
+    system = first[0]["content"]
+    assert "Always use fahrenheit." in system
+    assert system.index("Always use fahrenheit.") < system.index("get_weather")
