@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgeagent.agent.confidence import clipped_logit  # noqa: E402
 
 FEATURES = ("decision", "name_margin", "arg_min", "arg_mean")
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -54,8 +57,7 @@ def features(rows: list[dict]) -> np.ndarray:
     out = np.zeros((len(rows), len(FEATURES)))
     for i, row in enumerate(rows):
         for j, name in enumerate(FEATURES):
-            p = min(max(float(row["parts"].get(name, 0.0)), 1e-4), 1 - 1e-4)
-            out[i, j] = math.log(p / (1 - p))
+            out[i, j] = clipped_logit(float(row["parts"].get(name, 0.0)))
     return out
 
 

@@ -63,14 +63,15 @@ CALIBRATION_BIAS = -0.212
 _LOGIT_CLIP = 1e-4
 
 
-def _logit(p: float) -> float:
+def clipped_logit(p: float) -> float:
+    """log(p / (1 - p)) with p clipped away from 0 and 1 (the calibration's feature)."""
     p = min(max(p, _LOGIT_CLIP), 1.0 - _LOGIT_CLIP)
     return math.log(p / (1.0 - p))
 
 
 def calibrated(parts: dict[str, float]) -> float:
     """The fitted probability that a valid call is right, from its token-level parts."""
-    z = CALIBRATION_BIAS + sum(w * _logit(parts[k]) for k, w in CALIBRATION_WEIGHTS.items())
+    z = CALIBRATION_BIAS + sum(w * clipped_logit(parts[k]) for k, w in CALIBRATION_WEIGHTS.items())
     return 1.0 / (1.0 + math.exp(-z))
 
 

@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from edgeagent.agent.prompt import tool_result_message
-from edgeagent.agent.propose import AgentResult, LocalProposer, Proposal, build_tool_registry
+from edgeagent.agent.propose import (
+    AgentResult,
+    LocalProposer,
+    Proposal,
+    as_chat_dicts,
+    build_tool_registry,
+)
 from edgeagent.agent.validate import validate_call
 from edgeagent.config import Settings, load_settings
 from edgeagent.errors import EdgeAgentError
@@ -321,15 +327,6 @@ class Agent:
             self.store.close()
 
 
-def _role_of(message) -> str:
-    return message["role"] if isinstance(message, dict) else message.role
-
-
-def _text_of(message) -> str:
-    content = message.get("content") if isinstance(message, dict) else message.content
-    return content or ""
-
-
 def propose_calls(
     messages: Sequence,
     tools: Iterable,
@@ -355,11 +352,11 @@ def propose_calls(
     registry = build_tool_registry(list(tools), None)
     # the caller's system messages join ours (after the instructions, before the tools): one
     # system turn, as every chat template expects
-    system = [_text_of(m).strip() for m in messages if _role_of(m) == "system"]
-    extra = "\n".join(t for t in system if t) or None
+    turns = as_chat_dicts(messages)
+    system = [t["content"].strip() for t in turns if t["role"] == "system"]
+    extra = "\n".join(text for text in system if text) or None
     proposer = LocalProposer(model, registry, settings, system_extra=extra)
-    messages = [m for m in messages if _role_of(m) != "system"]
-    proposal = proposer.propose(messages, mode=tool_choice)
+    proposal = proposer.propose([t for t in turns if t["role"] != "system"], mode=tool_choice)
     return proposal.calls
 
 

@@ -35,6 +35,7 @@ class Proposal:
     finish_reason: str = ""
     error: str | None = None
     duplicates_dropped: int = 0
+    written: list = field(default_factory=list)  # the kept calls as the model wrote them
 
     @property
     def valid(self) -> bool:
@@ -111,7 +112,8 @@ def _usage_of(generation) -> Usage:
     )
 
 
-def _as_dicts(messages: Sequence) -> list[dict]:
+def as_chat_dicts(messages: Sequence) -> list[dict]:
+    """Messages (dicts or objects with role/content) as plain ``{role, content}`` dicts."""
     out = []
     for m in messages:
         if isinstance(m, dict):
@@ -202,7 +204,7 @@ class LocalProposer:
         allow_repair: bool = True,
     ) -> Proposal:
         """Decode once under the envelope; validate; repair once if invalid; score confidence."""
-        messages = [{"role": "system", "content": self.system}, *_as_dicts(conversation)]
+        messages = [{"role": "system", "content": self.system}, *as_chat_dicts(conversation)]
         if not len(self.registry):
             mode = "free"
         gen, engine = self._decode(messages, mode, on_text)
@@ -257,11 +259,19 @@ class LocalProposer:
         calls = [calls[i] for i in keep]
         validations = [validations[i] for i in keep]
         score = min((c.confidence or 0.0) for c in calls)
-        proposal = Proposal(
-            None, calls, validations, score, usage, text, repaired, engine, gen.finish_reason
+        return Proposal(
+            None,
+            calls,
+            validations,
+            score,
+            usage,
+            text,
+            repaired,
+            engine,
+            gen.finish_reason,
+            duplicates_dropped=dropped,
+            written=[parsed[i] for i in keep],
         )
-        proposal.duplicates_dropped = dropped
-        return proposal
 
 
 def build_tool_registry(tools: Iterable | None, context, tools_files: Sequence = ()):

@@ -249,16 +249,8 @@ def _propose(
 
 def _raw_calls(proposal) -> list:
     """The calls as the model wrote them: validation fills schema defaults in, BFCL scores raw."""
-    from edgeagent.grammar.envelope import first_of_each, parse_envelope
-
-    try:
-        parsed = parse_envelope(proposal.raw)
-    except EdgeAgentError:
-        parsed = None
-    if isinstance(parsed, list):
-        parsed = [parsed[i] for i in first_of_each(parsed)[0]]
-    if isinstance(parsed, list) and len(parsed) == len(proposal.calls):
-        return [(p.name, dict(p.arguments)) for p in parsed]
+    if len(proposal.written) == len(proposal.calls):
+        return [(p.name, dict(p.arguments)) for p in proposal.written]
     return list(proposal.calls)
 
 

@@ -33,6 +33,7 @@ def test_identical_parallel_calls_are_kept_once():
     assert [c.arguments["city"] for c in proposal.calls] == ["Oslo", "Rome"]
     assert len(proposal.validations) == 2 and proposal.valid
     assert proposal.duplicates_dropped == 2
+    assert [w.arguments["city"] for w in proposal.written] == ["Oslo", "Rome"]
     assert all(0.0 < (c.confidence or 0.0) <= 1.0 for c in proposal.calls)
     assert proposal.raw == text  # the model's own output is kept as it was
 
@@ -42,3 +43,4 @@ def test_single_call_drops_nothing():
     proposal = _proposer()._read(_generation(text), Usage(), "test", None)
     assert len(proposal.calls) == 1 and proposal.duplicates_dropped == 0
     assert proposal.calls[0].arguments == {"city": "Oslo", "days": 1}  # default filled in
+    assert proposal.written[0].arguments == {"city": "Oslo"}  # as the model wrote it
