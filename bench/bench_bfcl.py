@@ -61,6 +61,9 @@ def anchor_worker(model_path: str, threads: int, n_ctx: int) -> None:
     os.dup2(2, 1)  # anything llama.cpp prints goes to stderr, never into the protocol
     import llama_cpp
 
+    from edgeagent.runtime.cpu_quirks import apply_cpu_quirks
+
+    apply_cpu_quirks()  # the same kernels as edgeagent (no AMX where it crashes)
     llm = llama_cpp.Llama(
         model_path=model_path,
         n_ctx=n_ctx,

@@ -281,16 +281,9 @@ def models_recommend(as_json: bool) -> None:
 
 
 def _read_json_file(path: str):
-    from edgeagent.errors import ConfigError
+    from edgeagent.inputs import read_json_file
 
-    try:
-        return json.loads(open(path, encoding="utf-8").read())  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the path") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not JSON: {exc.msg} at line {exc.lineno}", "fix the file"
-        ) from None
+    return read_json_file(path)
 
 
 def _openai_tools(doc) -> list[tuple[str, dict]] | None:
@@ -423,12 +416,28 @@ def logs(limit: int, request_id: str | None, as_json: bool) -> None:
         _print_json(data)
         return
     for row in data:
-        conf = row.get("confidence")
-        click.echo(
-            f"{row['created_at'][:19]} {row['id']} {row.get('route') or '-':14} "
-            f"conf {conf if conf is not None else '-':<6} {row.get('latency_s') or 0:6.2f} s  "
-            f"{(row.get('prompt') or '')[:50]}"
-        )
+        click.echo(_log_line(row))
+
+
+def _log_line(row: dict) -> str:
+    """One request as a line of `edgeagent logs` (tolerates values a foreign writer left)."""
+    import time
+
+    created = row.get("created_at")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+        if isinstance(created, (int, float)) and not isinstance(created, bool)
+        else str(created or "-")[:19]
+    )
+    conf = row.get("confidence")
+    conf_text = f"{conf:.2f}" if isinstance(conf, (int, float)) else "-"
+    latency = row.get("latency_s")
+    latency_text = f"{latency:6.2f} s" if isinstance(latency, (int, float)) else "     - s"
+    prompt = " ".join(str(row.get("prompt") or "").split())
+    return (
+        f"{when} {str(row.get('id'))[:12]} {str(row.get('status') or '-'):11} "
+        f"{str(row.get('route') or '-'):14} conf {conf_text:<5} {latency_text}  {prompt[:50]}"
+    )
 
 
 @cli.command()

@@ -6,7 +6,6 @@ import os
 import platform
 import re
 import shutil
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -426,35 +425,27 @@ def _ram_warning(entry) -> str | None:
 
 
 def check_database(settings: Settings) -> Check:
-    """The history database: its folder is writable and, if it exists, it passes quick_check."""
+    """The history database passes the same checks ``run`` makes before it writes (read-only)."""
+    from edgeagent.store.db import inspect_database
+
     path = Path(settings.db_path)
     problem = _folder_problem(path.parent, "database", "EDGEAGENT_DB_PATH")
     if problem:
         return problem
-    if not path.exists():
-        return Check("database", "ok", f"{path} (created on first run)")
-    move_aside = (
-        f"move it aside: mv {path} {path}.corrupt (a fresh history starts; "
-        f"to salvage rows: sqlite3 {path}.corrupt .recover | sqlite3 {path})"
-    )
-    if not path.is_file():
-        return Check(
-            "database", "fail", f"{path} is not a file", "remove it or set EDGEAGENT_DB_PATH"
-        )
     try:
-        uri = path.resolve().as_uri() + "?mode=ro"
-        con = sqlite3.connect(uri, uri=True, timeout=2.0)
-        try:
-            rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        return Check("database", "fail", f"{path} is unreadable or corrupt: {exc}", move_aside)
-    if rows != ["ok"]:
-        return Check(
-            "database", "fail", f"{path} fails quick_check: {'; '.join(rows[:3])}", move_aside
-        )
-    return Check("database", "ok", f"{path} ({path.stat().st_size:,} bytes, quick_check ok)")
+        found = inspect_database(path)
+    except EdgeAgentError as exc:
+        return Check("database", "fail", exc.message, exc.hint or "run `edgeagent doctor` again")
+    if not found["exists"]:
+        return Check("database", "ok", f"{path} (created on first run)")
+    detail = f"{path} ({found['size_bytes']:,} bytes, quick_check ok"
+    statuses = found["requests_by_status"]
+    detail += f", {sum(statuses.values())} requests"
+    if statuses.get("running"):
+        detail += f", {statuses['running']} running or killed (marked interrupted at next start)"
+    if found["migrations_pending"]:
+        detail += f"; will upgrade: {', '.join(found['migrations_pending'])}"
+    return Check("database", "ok", detail + ")")
 
 
 # ---- network -----------------------------------------------------------------------------------

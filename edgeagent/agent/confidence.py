@@ -32,6 +32,7 @@ class Confidence:
 
     score: float
     parts: dict[str, float]
+    reason: str | None = None  # why the score is low when it is not from token evidence
 
 
 def _spans(choices: Sequence) -> list[tuple[int, int]]:
@@ -49,6 +50,9 @@ def _free_in(choices, spans, start: int, end: int) -> list:
 
 
 def _prob(logprob: float) -> float:
+    """exp(logprob) clipped to [e^-50, 1]; a NaN (a broken model) is no evidence: 0."""
+    if math.isnan(logprob):
+        return 0.0
     return math.exp(max(-50.0, min(0.0, logprob)))
 
 
@@ -101,7 +105,8 @@ def call_confidences(
         if arg_tokens:
             probs = [_prob(c.logprob) for c in arg_tokens]
             arg_min = min(probs)
-            arg_mean = math.exp(sum(c.logprob for c in arg_tokens) / len(arg_tokens))
+            mean_logprob = sum(c.logprob for c in arg_tokens) / len(arg_tokens)
+            arg_mean = _prob(mean_logprob) if math.isfinite(mean_logprob) else 0.0
         else:
             arg_min = arg_mean = 1.0
         verdict = validator[index] if index < len(validator) else 0.0
@@ -127,11 +132,22 @@ def call_confidences(
 
 
 def answer_confidence(choices: Sequence) -> Confidence:
-    """Confidence of a plain answer: the decision token and the geometric mean of free tokens."""
+    """Confidence of a plain answer: the decision token and the geometric mean of free tokens.
+
+    Full confidence needs evidence: an answer with no freely chosen token, an empty answer, or
+    log-probabilities that are not finite (a broken model) score 0 with the reason.
+    """
     free = [c for c in choices if not c.forced]
     if not free:
-        return Confidence(1.0, {"decision": 1.0, "mean": 1.0})
-    decision = _prob(free[0].logprob)
-    mean = math.exp(sum(c.logprob for c in free) / len(free))
+        return Confidence(0.0, {"decision": 0.0, "mean": 0.0}, "the model chose no token")
+    if not "".join(c.text for c in choices).strip():
+        return Confidence(0.0, {"decision": 0.0, "mean": 0.0}, "the answer is empty")
+    logprobs = [c.logprob for c in free]
+    if not all(math.isfinite(lp) for lp in logprobs):
+        return Confidence(
+            0.0, {"decision": 0.0, "mean": 0.0}, "the model's token probabilities are not finite"
+        )
+    decision = _prob(logprobs[0])
+    mean = math.exp(sum(logprobs) / len(logprobs))
     score = 0.6 * decision + 0.4 * mean
     return Confidence(round(score, 4), {"decision": round(decision, 4), "mean": round(mean, 4)})

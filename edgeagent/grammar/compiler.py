@@ -457,6 +457,9 @@ _LARK_REGISTRY_SIZE = 2048  # more than the compile and envelope caches hold tog
 _LARK_BY_GBNF: OrderedDict[str, str] = OrderedDict()
 
 
+MAX_SCHEMA_DEPTH = 64
+
+
 def lark_for(gbnf: str) -> str | None:
     """The exact llguidance Lark for GBNF text this compiler produced in this process, or None.
 
@@ -486,7 +489,21 @@ def compile_schema(
         raise GrammarError(f"the schema is not JSON: {exc}", keyword=None, path="$") from None
     except RecursionError:
         raise GrammarError("the schema is nested too deeply", keyword=None, path="$") from None
+    check_schema_depth(schema, "the schema")
     return _compile_cached(key, string_cap, name, array_cap, strict_objects)
+
+
+def check_schema_depth(schema: object, what: str) -> None:
+    """Refuse a schema nested deeper than MAX_SCHEMA_DEPTH JSON levels (GrammarError)."""
+    from edgeagent.inputs import json_depth
+
+    if json_depth(schema) > MAX_SCHEMA_DEPTH:
+        raise GrammarError(
+            f"{what} is nested more than {MAX_SCHEMA_DEPTH} levels deep",
+            keyword=None,
+            path="$",
+            hint="flatten it; tool arguments need only a few levels",
+        )
 
 
 @functools.lru_cache(maxsize=512)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from edgeagent.errors import EnvelopeParseError, GrammarError
 from edgeagent.grammar.charsets import cs, json_text
-from edgeagent.grammar.compiler import SchemaCompiler, ValidatorKeyword
+from edgeagent.grammar.compiler import SchemaCompiler, ValidatorKeyword, check_schema_depth
 from edgeagent.grammar.nodes import Cls, Lit, Ref, alt, rep, seq
 
 __all__ = [
@@ -82,6 +82,8 @@ def build_envelope(
         raise GrammarError(f"tool schemas are not JSON: {exc}", keyword=None) from None
     except RecursionError:
         raise GrammarError("a tool schema is nested too deeply", keyword=None) from None
+    for name, schema in tools:
+        check_schema_depth(schema, f"the schema of tool {name!r}")
     return _build_cached(key, mode, max_calls, answer_cap, string_cap, array_cap, strict_objects)
 
 

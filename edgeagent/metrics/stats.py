@@ -2,8 +2,10 @@
 
 Definitions (all over requests created at or after ``since``, and the calls of those requests):
 
-- A request is *finished* when its status is ``done`` or ``failed`` (``running`` ones are in
-  progress, or were interrupted by a crash, and count only in ``counts``).
+- A request is *finished* when its status is ``done``, ``failed`` or ``interrupted`` (its
+  process was killed; marked at the next start). ``running`` ones are in progress and count
+  only in ``counts``. Values a foreign writer left unreadable (text where a number belongs,
+  inf, nan) are skipped, never fatal.
 - A request is *successful* when its status is ``done``, its answer is not blank, and every
   call that was executed (status ``ok``, ``error`` or ``timeout``) ended ``ok``. Calls that
   never ran (invalid, declined, skipped, not executed) do not disqualify it.
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from edgeagent.store.db import Store
 
 EXECUTED_STATUSES = frozenset({"ok", "error", "timeout"})
+FINISHED_STATUSES = frozenset({"done", "failed", "interrupted"})
 ROUTES = ("local", "remote", "local_fallback")
 PERCENTILE_METHOD = "nearest-rank"
 
@@ -43,6 +46,13 @@ def percentile(values: list[float], p: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100.0 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a database value, or None (text, blobs, inf and nan are skipped)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
@@ -75,7 +85,7 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
     )
 
     failed_execution = {c["request_id"] for c in calls if c["status"] in EXECUTED_STATUSES - {"ok"}}
-    finished = [r for r in requests if r["status"] in ("done", "failed")]
+    finished = [r for r in requests if r["status"] in FINISHED_STATUSES]
     successful = [
         r
         for r in finished
@@ -83,11 +93,12 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
     ]
     n_success = len(successful)
 
-    latencies = [float(r["latency_s"]) for r in finished if r["latency_s"] is not None]
-    measured = [r for r in finished if r["energy_j"] is not None]
-    energy_total = sum(float(r["energy_j"]) for r in measured)
+    latencies = [v for r in finished if (v := _number(r["latency_s"])) is not None]
+    measured = [r for r in finished if _number(r["energy_j"]) is not None]
+    energy_total = sum(_number(r["energy_j"]) or 0.0 for r in measured)
     remote_tokens = sum(
-        (r["remote_prompt_tokens"] or 0) + (r["remote_output_tokens"] or 0) for r in finished
+        (_number(r["remote_prompt_tokens"]) or 0) + (_number(r["remote_output_tokens"]) or 0)
+        for r in finished
     )
 
     n_calls = len(calls)
@@ -95,10 +106,10 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
     executable = sum(
         1 for c in calls if c["schema_valid"] and c["semantic_valid"] and c["status"] == "ok"
     )
-    statuses = Counter(r["status"] for r in requests)
+    statuses = Counter(str(r["status"]) for r in requests)
     routes = {route: 0 for route in ROUTES}
     for r in finished:
-        key = r["route"] or "unknown"
+        key = r["route"] if isinstance(r["route"], str) and r["route"] else "unknown"
         routes[key] = routes.get(key, 0) + 1
 
     return {
@@ -109,6 +120,7 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
             "done": statuses.get("done", 0),
             "failed": statuses.get("failed", 0),
             "running": statuses.get("running", 0),
+            "interrupted": statuses.get("interrupted", 0),
             "finished": len(finished),
             "successful": n_success,
             "calls": n_calls,
@@ -116,7 +128,7 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
             "executable_calls": executable,
             "executed_calls": sum(1 for c in calls if c["status"] in EXECUTED_STATUSES),
             "routes": routes,
-            "calls_by_status": dict(sorted(Counter(c["status"] for c in calls).items())),
+            "calls_by_status": dict(sorted(Counter(str(c["status"]) for c in calls).items())),
         },
         "cost_per_successful_task": {
             "energy_j": _ratio(energy_total, n_success) if measured else None,
@@ -130,7 +142,9 @@ def compute_stats(store: Store, since: float | None = None) -> dict[str, Any]:
         "latency_max_s": max(latencies) if latencies else None,
         "latency_requests": len(latencies),
         "energy_per_request_j": _ratio(energy_total, len(measured)),
-        "energy_sources": sorted({r["energy_source"] for r in measured if r["energy_source"]}),
+        "energy_sources": sorted(
+            {r["energy_source"] for r in measured if isinstance(r["energy_source"], str)}
+        ),
         "energy_estimated": any(bool(r["energy_estimated"]) for r in measured),
         "energy_requests": len(measured),
     }
@@ -179,12 +193,14 @@ def format_stats(stats: dict[str, Any]) -> str:
         if stats["latency_p50_s"] is not None
         else "n/a (no finished request yet)"
     )
+    interrupted = f", interrupted {counts['interrupted']}" if counts.get("interrupted") else ""
     rows = [
         ("window", window),
         (
             "requests",
             f"{counts['requests']} (done {counts['done']}, failed {counts['failed']}, "
-            f"running {counts['running']}); successful {counts['successful']}",
+            f"running {counts['running']}{interrupted}); "
+            f"successful {counts['successful']}",
         ),
         ("routes", routes),
         ("tool calls", f"{counts['calls']} proposed, {counts['executed_calls']} executed"),

@@ -102,6 +102,17 @@ class GGUFInfo:
     tensor_count: int
     metadata_count: int
     tensor_data_offset: int
+    head_count: int | None = None
+    head_count_kv: int | None = None
+
+    def kv_bytes_per_token(self) -> int | None:
+        """KV-cache bytes one context token costs (f16 keys and values), when the header says."""
+        if not (self.block_count and self.embedding_length):
+            return None
+        heads = self.head_count or 1
+        kv_heads = self.head_count_kv or heads
+        per_layer = 2 * self.embedding_length * kv_heads // heads
+        return self.block_count * per_layer * 2
 
     @property
     def has_chat_template(self) -> bool:
@@ -587,4 +598,6 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         tensor_count=len(header.tensors),
         metadata_count=len(kv),
         tensor_data_offset=header.data_offset,
+        head_count=arch_key("attention.head_count"),
+        head_count_kv=arch_key("attention.head_count_kv"),
     )

@@ -102,6 +102,42 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - math.log(float(np.exp(shifted).sum()))
 
 
+MEMORY_HEADROOM = 0.85
+
+
+def check_memory_for_context(path: Path, n_ctx: int) -> None:
+    """Refuse a context whose KV cache and weights would not fit in the memory available now.
+
+    A context of 10^11 tokens is not a setting llama.cpp rejects: it allocates until the
+    process is killed. The estimate comes from the GGUF header (f16 keys and values).
+    """
+    import psutil
+
+    from edgeagent.runtime.gguf_info import inspect_gguf
+
+    info = inspect_gguf(path)
+    per_token = info.kv_bytes_per_token()
+    if not per_token:
+        return
+    available = psutil.virtual_memory().available
+    budget = int(available * MEMORY_HEADROOM) - info.file_size
+    need = per_token * n_ctx
+    if need <= budget:
+        return
+    fits = max(0, budget // per_token)
+    hint = (
+        f"lower n_ctx (at most about {fits // 256 * 256} here) or close other programs"
+        if fits >= 256
+        else "close other programs or choose a smaller model"
+    )
+    raise RuntimeLoadError(
+        f"a context of {n_ctx:,} tokens needs about {need / 2**30:.1f} GiB for its KV cache plus "
+        f"{info.file_size / 2**30:.1f} GiB of weights, but only {available / 2**30:.1f} GiB of "
+        "memory is available",
+        hint,
+    )
+
+
 class LocalModel:
     """A GGUF model loaded in llama.cpp, with its chat template and a bounded decode loop."""
 
@@ -113,7 +149,13 @@ class LocalModel:
         self.settings = settings
         self.n_threads = settings.n_threads or physical_cores()
         started = time.perf_counter()
+        check_memory_for_context(self.path, n_ctx or settings.n_ctx)
         self._llm = self._load(n_ctx or settings.n_ctx)
+        try:
+            self._check_finite_logits()
+        except BaseException:
+            self.close()
+            raise
         self.load_s = time.perf_counter() - started
         self.n_vocab = self._llm.n_vocab()
         self.n_ctx = self._llm.n_ctx()
@@ -123,6 +165,10 @@ class LocalModel:
 
     def _load(self, n_ctx: int):
         import llama_cpp
+
+        from edgeagent.runtime.cpu_quirks import apply_cpu_quirks
+
+        apply_cpu_quirks()
 
         gpu_layers = self.settings.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
         try:
@@ -141,6 +187,26 @@ class LocalModel:
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 "check the file with `edgeagent models info PATH`; re-download it if it is damaged",
             ) from exc
+
+    def _check_finite_logits(self) -> None:
+        """Refuse a model whose logits on a one-token probe are NaN or infinite (broken weights)."""
+        llm = self._llm
+        bos = llm.token_bos()
+        probe = [bos] if bos >= 0 else llm.tokenize(b"Hello", add_bos=False, special=False)[:1]
+        import llama_cpp
+
+        llm.eval(probe)
+        pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+        finite = not (np.isnan(logits).any() or np.isposinf(logits).any())
+        llm.n_tokens = 0
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if not finite:
+            raise RuntimeLoadError(
+                f"{self.path.name} produces logits that are not finite (NaN or inf) on a "
+                "one-token probe: its weights are damaged or not supported by this llama.cpp",
+                "re-download the model (`edgeagent models pull ID`) or choose another one",
+            )
 
     def _make_template(self) -> ChatTemplate:
         meta = self.metadata
@@ -372,6 +438,12 @@ class LocalModel:
     ) -> tuple[int | None, float, float]:
         """Pick the next token under the mask: greedy at temperature 0, else softmax sampling."""
         logits = self._last_logits()
+        if np.isnan(logits).any() or np.isposinf(logits).any():
+            raise RuntimeLoadError(
+                f"{self.path.name} produced logits that are not finite (NaN or inf) while "
+                "decoding: its weights are damaged or not supported by this llama.cpp",
+                "re-download the model or choose another one",
+            )
         if bias:
             ids = np.fromiter(bias.keys(), dtype=np.int64)
             logits[ids] += np.fromiter(bias.values(), dtype=np.float32)

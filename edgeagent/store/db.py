@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shlex
+import socket
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -36,11 +39,14 @@ QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 PREVIEW_CHARS = 500
 REDACTED = "[redacted]"
 MIN_SECRET_LEN = 4
-REQUEST_STATUSES = ("running", "done", "failed")
+REQUEST_STATUSES = ("running", "done", "failed", "interrupted")
+INTERRUPTED_ERROR = (
+    "the process running this request stopped before it finished (killed or crashed)"
+)
 
 # Columns that finish_request / update_tool_call may not set (identity and creation time);
 # every other column of the table is accepted, including ones later migrations add.
-_REQUEST_FIXED = frozenset({"id", "conversation_id", "prompt", "created_at"})
+_REQUEST_FIXED = frozenset({"id", "conversation_id", "prompt", "created_at", "owner"})
 _CALL_FIXED = frozenset({"id", "request_id", "created_at"})
 # Text columns that are identifiers: never scrubbed (a reference must stay intact).
 _ID_COLUMNS = frozenset({"id", "conversation_id", "request_id", "call_id", "result_digest"})
@@ -97,9 +103,17 @@ def _check_file(path: Path) -> None:
             "point EDGEAGENT_DB_PATH at a file path",
         )
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {_one_line(exc)}", "check its permissions") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(
+            f"{path} is not a regular file (a device, FIFO or socket), so it cannot hold the history",
+            "point EDGEAGENT_DB_PATH at a file path, e.g. ~/.local/share/edgeagent/edgeagent.db",
+        )
+    size = info.st_size
     if size == 0:
         return  # SQLite treats an empty file as a new database
     try:
@@ -122,6 +136,97 @@ def _check_file(path: Path) -> None:
         expected = page_size * page_count
         if size < expected:
             raise _corrupt(path, f"truncated ({size} bytes, the header says {expected})")
+
+
+def probe_database(conn: sqlite3.Connection, path: Path) -> None:
+    """Read-only: refuse a corrupt file or an SQLite database that is not ours."""
+    try:
+        rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+        if rows and path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+            verdict = conn.execute("PRAGMA quick_check").fetchone()
+            if verdict is None or verdict[0] != "ok":
+                reason = " ".join(str(verdict[0] if verdict else "quick_check failed").split())
+                raise _corrupt(path, reason)
+    except sqlite3.DatabaseError as exc:
+        raise translate_sqlite_error(exc, path) from exc
+    tables = {name for kind, name in rows if kind == "table"}
+    if tables and MIGRATIONS_TABLE not in tables:
+        raise StoreError(
+            f"{path} is an SQLite database but not an edgeagent history "
+            f"(tables: {', '.join(sorted(tables)[:5])})",
+            "point EDGEAGENT_DB_PATH at another file; edgeagent will not modify this one",
+        )
+
+
+def translate_sqlite_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """A one-line StoreError with a hint for an sqlite3 exception."""
+    text = _one_line(exc)
+    low = text.lower()
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in low:
+        return StoreError("the history database is closed", "open a new Store")
+    if "locked" in low or "busy" in low:
+        return StoreError(
+            f"{path} is locked by another process ({text})",
+            "wait for the other edgeagent process to finish, or close it, and try again",
+        )
+    if any(w in low for w in ("malformed", "not a database", "corrupt", "file is encrypted")):
+        return _corrupt(path, text)
+    if "disk is full" in low:
+        return StoreError(f"cannot write {path}: {text}", "free some disk space")
+    if "disk i/o" in low:
+        return StoreError(
+            f"cannot write {path}: {text}",
+            "check that it is a regular file on a local, healthy file system",
+        )
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"cannot write {path}: {text}", "check its permissions")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreError(
+            f"history write rejected: {text}",
+            "a referenced conversation, request or call id does not exist or is reused",
+        )
+    return StoreError(f"history database error: {text}", "run `edgeagent doctor`")
+
+
+def inspect_database(path: Path | str) -> dict[str, Any]:
+    """The checks ``Store`` makes before it writes, read-only: raises StoreError if ``run`` would.
+
+    Returns the size, the migrations applied and pending, and the request counts by status.
+    A missing file is fine (it is created on first run): ``{"exists": False}``.
+    """
+    path = Path(path).expanduser()
+    _check_file(path)
+    if not path.exists():
+        return {"exists": False, "path": str(path)}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(exc, path) from exc
+    try:
+        probe_database(conn, path)
+        db = Database(conn, execute_plugins=False)
+        check_not_newer(db, str(path))
+        from edgeagent.store.migrations import applied_names, known_names
+
+        applied = applied_names(db)
+        statuses: dict[str, int] = {}
+        if "requests" in db.table_names():
+            for status, count in conn.execute(
+                "SELECT status, count(*) FROM requests GROUP BY status"
+            ):
+                statuses[str(status)] = count
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(exc, path) from exc
+    finally:
+        conn.close()
+    return {
+        "exists": True,
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "migrations_applied": applied,
+        "migrations_pending": [n for n in known_names() if n not in applied],
+        "requests_by_status": statuses,
+    }
 
 
 class Store:
@@ -163,6 +268,7 @@ class Store:
             self.applied_migrations = apply_migrations(self.db)
             self.request_fields = frozenset(self.db["requests"].columns_dict) - _REQUEST_FIXED
             self.call_fields = frozenset(self.db["tool_calls"].columns_dict) - _CALL_FIXED
+            self.interrupted = _mark_interrupted(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise self._translate(exc) from exc
@@ -179,47 +285,10 @@ class Store:
     # -- opening ---------------------------------------------------------------------------
 
     def _probe(self, conn: sqlite3.Connection) -> None:
-        """Read-only: refuse a corrupt file or an SQLite database that is not ours."""
-        try:
-            rows = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
-            if rows and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
-                verdict = conn.execute("PRAGMA quick_check").fetchone()
-                if verdict is None or verdict[0] != "ok":
-                    reason = " ".join(str(verdict[0] if verdict else "quick_check failed").split())
-                    raise _corrupt(self.path, reason)
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from exc
-        tables = {name for kind, name in rows if kind == "table"}
-        if tables and MIGRATIONS_TABLE not in tables:
-            raise StoreError(
-                f"{self.path} is an SQLite database but not an edgeagent history "
-                f"(tables: {', '.join(sorted(tables)[:5])})",
-                "point EDGEAGENT_DB_PATH at another file; edgeagent will not modify this one",
-            )
+        probe_database(conn, self.path)
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
-        """A one-line StoreError with a hint for an sqlite3 exception."""
-        text = _one_line(exc)
-        low = text.lower()
-        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in low:
-            return StoreError("the history database is closed", "open a new Store")
-        if "locked" in low or "busy" in low:
-            return StoreError(
-                f"{self.path} is locked by another process ({text})",
-                "wait for the other edgeagent process to finish, or close it, and try again",
-            )
-        if any(w in low for w in ("malformed", "not a database", "corrupt", "file is encrypted")):
-            return _corrupt(self.path, text)
-        if "disk is full" in low or "disk i/o" in low:
-            return StoreError(f"cannot write {self.path}: {text}", "free some disk space")
-        if "readonly" in low or "read-only" in low:
-            return StoreError(f"cannot write {self.path}: {text}", "check its permissions")
-        if isinstance(exc, sqlite3.IntegrityError):
-            return StoreError(
-                f"history write rejected: {text}",
-                "a referenced conversation, request or call id does not exist or is reused",
-            )
-        return StoreError(f"history database error: {text}", "run `edgeagent doctor`")
+        return translate_sqlite_error(exc, self.path)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -341,6 +410,7 @@ class Store:
             "prompt": prompt,
             "model": model,
             "status": "running",
+            "owner": process_owner(),
             "created_at": time.time(),
         }
         self._insert("requests", row)
@@ -362,9 +432,10 @@ class Store:
         _check_fields("finish_request", "requests", fields, self.request_fields)
         values.update(fields)
         values.setdefault("status", "failed" if values.get("error") else "done")
-        if values["status"] not in ("done", "failed"):
+        if values["status"] not in REQUEST_STATUSES[1:]:
             raise StoreError(
-                f"finish_request status must be 'done' or 'failed', got {values['status']!r}",
+                f"finish_request status must be 'done', 'failed' or 'interrupted', "
+                f"got {values['status']!r}",
                 "pass status='done' or status='failed'",
             )
         values.setdefault("finished_at", time.time())
@@ -534,6 +605,54 @@ class Store:
             "SELECT * FROM notes ORDER BY created_at DESC, id DESC LIMIT ?", (int(limit),)
         )
         return [_note_out(row) for row in rows]
+
+
+def process_owner(pid: int | None = None) -> str:
+    """``host:pid:start`` of a process (this one by default): who runs a request."""
+    import psutil
+
+    pid = os.getpid() if pid is None else pid
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        started = 0.0
+    return f"{socket.gethostname()}:{pid}:{started:.2f}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """Whether the process named by ``owner`` still runs (another host's: assumed alive)."""
+    if not owner or owner.count(":") < 2:
+        return False
+    host, pid_text, started = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    return process_owner(pid) == owner
+
+
+def _mark_interrupted(conn: sqlite3.Connection) -> int:
+    """Mark ``running`` requests whose process is gone as ``interrupted``; return how many."""
+    rows = conn.execute("SELECT id, owner FROM requests WHERE status = 'running'").fetchall()
+    dead = [request_id for request_id, owner in rows if not _owner_alive(owner)]
+    if not dead:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        now = time.time()
+        conn.executemany(
+            "UPDATE requests SET status = 'interrupted', error = ?, finished_at = ? "
+            "WHERE id = ? AND status = 'running'",
+            [(INTERRUPTED_ERROR, now, request_id) for request_id in dead],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return len(dead)
 
 
 def _expand_conveniences(fields: dict[str, Any]) -> dict[str, Any]:

@@ -160,6 +160,12 @@ def m001_initial(db: Database) -> None:
         db["notes"].enable_fts(["text", "tags_json"], create_triggers=True, tokenize="porter")
 
 
+@migration
+def m002_request_owner(db: Database) -> None:
+    """Which process runs a request (host, pid, process start), to mark killed ones interrupted."""
+    db["requests"].add_column("owner", str)
+
+
 def known_names() -> list[str]:
     """Names of every migration this code knows, in order."""
     return [fn.__name__ for fn in MIGRATIONS]

@@ -17,6 +17,8 @@ from edgeagent.tools.registry import Tool, ToolRegistry, as_tool, marked_tool
 from edgeagent.tools.signature import clip
 
 ENTRY_POINT_GROUP = "edgeagent.tools"
+IMPORT_TIMEOUT_S = 10.0
+MAX_TOOLS_FILE_BYTES = 2 * 1024 * 1024
 
 logger = logging.getLogger("edgeagent.tools")
 
@@ -38,6 +40,77 @@ def _import_error(path: Path, exc: BaseException) -> ToolDefinitionError:
     )
 
 
+class _ImportTookTooLong(BaseException):
+    """Raised inside a tools file's import when it runs past the timeout."""
+
+
+def _check_source_file(path: Path) -> None:
+    """A tools file must be a regular file of reasonable size (no FIFO, no device)."""
+    import stat
+
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolDefinitionError(
+            f"tools file {path} is not a regular file", hint="pass a .py file"
+        )
+    if info.st_size > MAX_TOOLS_FILE_BYTES:
+        raise ToolDefinitionError(
+            f"tools file {path} is {info.st_size:,} bytes (more than {MAX_TOOLS_FILE_BYTES:,})",
+            hint="split it, or package the tools as a plugin",
+        )
+
+
+def _too_long(path: Path, seconds: float) -> ToolDefinitionError:
+    return ToolDefinitionError(
+        f"importing it took longer than {seconds:g} s",
+        hint="a tools file should only define tools at import; move slow work into the tools",
+    )
+
+
+def _run_with_timeout(run: Any, seconds: float, path: Path) -> None:
+    """Run ``run()`` (a module import) and stop it after ``seconds``.
+
+    On the main thread of a Unix process a timer signal interrupts the import where it loops
+    or waits. Elsewhere the import runs in a daemon thread that is abandoned on timeout (it
+    cannot be killed; the error says so and the caller should exit).
+    """
+    import signal
+    import threading
+
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise _ImportTookTooLong()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        # repeats until the import lets the interruption through (it may catch the first one)
+        signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
+        try:
+            run()
+        except _ImportTookTooLong:
+            raise _too_long(path, seconds) from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            run()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, name=f"import {path.name}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _too_long(path, seconds)
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
 def load_tools_file(path: str | Path) -> list[Tool]:
     """Import a Python file by path and return its tools, with ``source="file:/abs/path"``.
 
@@ -46,7 +119,7 @@ def load_tools_file(path: str | Path) -> list[Tool]:
     in the file and its module-level Tool instances, in definition order.
     """
     path = Path(path).expanduser().resolve()
-    if not path.is_file():
+    if not path.exists():
         raise ToolDefinitionError(
             f"tools file {path} does not exist", hint="pass the path of a .py file"
         )
@@ -56,14 +129,18 @@ def load_tools_file(path: str | Path) -> list[Tool]:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - .py files always have a loader
         raise ToolDefinitionError(f"cannot import {path}")
+    _check_source_file(path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        _run_with_timeout(lambda: spec.loader.exec_module(module), IMPORT_TIMEOUT_S, path)
     except ToolDefinitionError as exc:
         sys.modules.pop(module_name, None)
         raise ToolDefinitionError(f"{path}: {exc.message}", hint=exc.hint) from exc
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        sys.modules.pop(module_name, None)
+        raise
+    except BaseException as exc:  # SystemExit, GeneratorExit, a BaseException subclass...
         sys.modules.pop(module_name, None)
         raise _import_error(path, exc) from exc
 

@@ -51,7 +51,7 @@ def test_runtime_score_matches_the_benchmark_fit():
 
 
 def test_answer_confidence_uses_free_tokens():
-    assert answer_confidence([]).score == 1.0
+    assert answer_confidence([]).score == 0.0  # nothing sampled is no evidence (issue 8)
     low = answer_confidence(_tokens(("The", -3.0, False), (" end", -3.0, False)))
     high = answer_confidence(_tokens(("The", -0.1, False), (" end", -0.1, False)))
     assert low.score < high.score

@@ -136,11 +136,47 @@ def test_damaged_pages_fail_quick_check(tmp_path):
 
 
 def test_healthy_and_missing_database(tmp_path):
+    from edgeagent.store import Store
+
     db = tmp_path / "h.db"
     assert check_database(load_settings(db_path=db)).status == "ok"
-    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    Store(db).close()
     check = check_database(load_settings(db_path=db))
     assert check.status == "ok" and "quick_check ok" in check.detail
+
+
+def _newer_schema(db):
+    from edgeagent.store import Store
+
+    Store(db).close()
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_future', 0)")
+    con.commit()
+    con.close()
+
+
+def _foreign(db):
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+
+
+def _device(db):
+    return os.devnull
+
+
+@pytest.mark.parametrize("make", [_foreign, _newer_schema, _device], ids=lambda f: f.__name__)
+def test_doctor_fails_every_database_that_run_refuses(tmp_path, make):
+    """Attack: doctor said [ok] for a foreign, newer-schema or special-file database."""
+    from edgeagent.errors import StoreError
+    from edgeagent.store import Store
+
+    db = tmp_path / "h.db"
+    db = make(db) or db
+    with pytest.raises(StoreError) as refused:
+        Store(db)
+    check = check_database(load_settings(db_path=db))
+    assert check.status == "fail"
+    assert check.detail == refused.value.message
+    assert check.fix == refused.value.hint
 
 
 def test_model_dir_that_is_a_file_is_flagged(tmp_path):

@@ -73,6 +73,7 @@ def test_stats_on_a_hand_built_history(history):
         "done": 4,
         "failed": 1,
         "running": 1,
+        "interrupted": 0,
         "finished": 5,
         "successful": 2,
         "calls": 5,

@@ -15,6 +15,7 @@ from edgeagent.store import Store, migrations, scrub_secrets
 from edgeagent.store import db as store_db
 from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
 
+ALL_MIGRATIONS = ["m001_initial", "m002_request_owner"]
 EXPECTED_COLUMNS = {
     "_migrations": ["name", "applied_at"],
     "conversations": ["id", "title", "model", "created_at"],
@@ -44,6 +45,7 @@ EXPECTED_COLUMNS = {
         "error",
         "created_at",
         "finished_at",
+        "owner",
     ],
     "tool_calls": [
         "id",
@@ -120,15 +122,17 @@ def test_migrations_create_exactly_the_expected_columns(store):
 
 def test_migrations_recorded_and_reopen_is_idempotent(db_path):
     with Store(db_path) as first:
-        assert first.applied_migrations == ["m001_initial"]
+        assert first.applied_migrations == ALL_MIGRATIONS
         first.add_note("survives reopening")
     rows = _raw(db_path).execute("SELECT name, applied_at FROM _migrations").fetchall()
-    assert [r[0] for r in rows] == migrations.known_names() == ["m001_initial"]
+    assert [r[0] for r in rows] == migrations.known_names() == ALL_MIGRATIONS
     assert isinstance(rows[0][1], float) and rows[0][1] > 1e9
     with Store(db_path) as second:
         assert second.applied_migrations == []
         assert [n["text"] for n in second.list_notes()] == ["survives reopening"]
-    assert _raw(db_path).execute("SELECT count(*) FROM _migrations").fetchone()[0] == 1
+    assert _raw(db_path).execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(
+        ALL_MIGRATIONS
+    )
 
 
 def test_migration_registry_rejects_bad_names_and_order():
@@ -142,29 +146,30 @@ def test_migration_registry_rejects_bad_names_and_order():
         migrations.migration(m007_skipped)
     with pytest.raises(ValueError, match="m001_description"):
         migrations.migration(bad_name)
-    assert migrations.known_names() == ["m001_initial"]
+    assert migrations.known_names() == ALL_MIGRATIONS
 
 
 def test_failed_migration_rolls_back_and_is_retried(db_path, monkeypatch):
-    def m002_broken(db):
+    def m099_broken(db):
         db["extra"].create({"id": int}, pk="id")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m002_broken])
+    shipped = list(migrations.MIGRATIONS)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*shipped, m099_broken])
     with pytest.raises(RuntimeError, match="boom"):
         Store(db_path)
     conn = _raw(db_path)
-    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ["m001_initial"]
+    assert [r[0] for r in conn.execute("SELECT name FROM _migrations")] == ALL_MIGRATIONS
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() is None
     conn.close()
 
-    def m002_fixed(db):
+    def m099_fixed(db):
         db["extra"].create({"id": int}, pk="id")
 
-    m002_fixed.__name__ = "m002_broken"
-    monkeypatch.setattr(migrations, "MIGRATIONS", [migrations.m001_initial, m002_fixed])
+    m099_fixed.__name__ = "m099_broken"
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*shipped, m099_fixed])
     with Store(db_path) as s:
-        assert s.applied_migrations == ["m002_broken"]
+        assert s.applied_migrations == ["m099_broken"]
         assert "extra" in s.db.table_names()
 
 
@@ -269,7 +274,7 @@ def test_empty_file_becomes_a_new_database(tmp_path):
     path = tmp_path / "history.db"
     path.write_bytes(b"")
     with Store(path) as s:
-        assert s.applied_migrations == ["m001_initial"]
+        assert s.applied_migrations == ALL_MIGRATIONS
 
 
 # -- requests, calls, messages ---------------------------------------------------------------
@@ -327,7 +332,7 @@ def test_finish_request_defaults_and_errors(store):
     assert row["latency_s"] == pytest.approx(row["finished_at"] - row["created_at"])
     with pytest.raises(StoreError, match="unknown field.*bogus"):
         store.finish_request(request_id, bogus=1)
-    with pytest.raises(StoreError, match="'done' or 'failed'"):
+    with pytest.raises(StoreError, match="'done', 'failed' or 'interrupted'"):
         store.finish_request(request_id, status="running")
     with pytest.raises(StoreError, match="no request with id"):
         store.finish_request("nope", answer="x")
