@@ -2,8 +2,11 @@
 
 Path safety is enforced twice: semantic validators (``path_validator``, ``must_exist``) refuse a
 bad path before anything runs (status "invalid", so the model can repair it), and the built-in
-tools resolve every path again with ``resolve_inside_roots`` right before touching the disk, so a
-tool called without validation, or a symlink swapped in between, still cannot escape.
+file tools check every path again inside the tool: ``resolve_inside_roots`` picks the root and
+gives the friendly errors, then ``edgeagent.tools.safe_fs`` walks the path from that root's
+directory descriptor with ``O_NOFOLLOW``, so a tool called without validation, or a symlink
+swapped in between the check and the use, still cannot escape. Checks by name alone (these
+validators) are racy by nature; only the descriptor walk is a guarantee.
 """
 
 from __future__ import annotations
