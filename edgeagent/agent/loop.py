@@ -3,6 +3,11 @@
 Tool results go back to the model inside delimited ``<tool_result>`` blocks as data. The loop ends
 when the model answers, when no valid call can be made, or at ``settings.max_steps``. Everything
 is emitted as typed events and written to the store as it happens.
+
+The remote boundary (``agent.router``): the remote is sent ``remote_messages`` (no local-only
+tool, no history entry marked hidden) and its calls pass ``screen_remote_calls`` before anything
+runs. History entries of local-only calls and results are marked hidden as they are appended,
+and so is everything the local model writes later in the same request (it has seen the data).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from edgeagent.agent.propose import (
     as_chat_dicts,
     build_tool_registry,
 )
-from edgeagent.agent.validate import validate_call
 from edgeagent.config import Settings, load_settings
 from edgeagent.errors import EdgeAgentError
 from edgeagent.events import (
@@ -85,6 +89,7 @@ class Agent:
         self.on_event: EventSink = on_event or ignore
         self.remote_client = remote_client
         self.history: list[dict] = []
+        self._hold_local = False
         self._warmed = False
         self.prefix_source = "none"
         self.conversation_id = (
@@ -106,29 +111,32 @@ class Agent:
 
     # ---- routing -------------------------------------------------------------------------
 
-    def _route(self, request_id: str, proposal: Proposal, messages: list[dict]):
-        """Decide local vs remote; when remote, ask it and validate what it proposes."""
+    def _route(self, request_id: str, proposal: Proposal):
+        """Decide local vs remote; when remote, ask it and screen what it proposes."""
         from edgeagent.agent.router import decide_route
 
         decision = decide_route(proposal.confidence, valid=proposal.valid, settings=self.settings)
         if decision.route != "remote":
             self.on_event(RouteChosen(request_id, decision))
             return decision, proposal, None
-        from edgeagent.agent.router import escalate, tools_for_remote
+        from edgeagent.agent.router import escalate, remote_messages, screen_remote_calls
         from edgeagent.runtime.remote import RemoteClient
 
+        messages = remote_messages(self.history, self.registry)
         client = self.remote_client or RemoteClient(self.settings)
-        outcome = escalate(
-            client, messages, tools_for_remote(self.registry), proposal.calls, decision
-        )
+        try:
+            outcome = escalate(client, messages, self.registry, proposal.calls, decision)
+        finally:
+            if client is not self.remote_client:
+                client.close()
         self.on_event(RouteChosen(request_id, outcome.decision))
         if outcome.decision.route != "remote":
             notice = outcome.notice or "the remote model failed; the local result is used"
             self.on_event(Notice(request_id, notice, "warning"))
             return outcome.decision, proposal, notice
-        calls = list(outcome.calls)
-        validations = [validate_call(c, self.registry, self.context) for c in calls]
-        answer = None if calls else (outcome.text or None)  # calls already carry route="remote"
+        calls = list(outcome.calls)  # each with route="remote"
+        validations = screen_remote_calls(calls, self.registry, self.context)
+        answer = None if calls else (outcome.text or None)
         remote = Proposal(
             answer,
             calls,
@@ -155,8 +163,8 @@ class Agent:
         meter = select_energy_meter(self.settings)
         meter.start()
         self._warm_prefix(request_id, result)
-        self.history.append({"role": "user", "content": prompt})
-        self._log_message("user", prompt)
+        self._hold_local = False  # set once a local-only tool has run in this request
+        self._append("user", prompt)
         status, error = "done", None
         try:
             self._steps(request_id, result)
@@ -164,6 +172,9 @@ class Agent:
             status, error = "failed", str(exc)
             result.answer = result.answer or f"error: {exc}"
             result.notices.append(str(exc))
+            raise
+        except BaseException as exc:  # a bug or Ctrl-C: the request did not finish
+            status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
             raise
         finally:
             energy = meter.stop()
@@ -205,16 +216,22 @@ class Agent:
             for call, validation in zip(proposal.calls, proposal.validations, strict=True):
                 self.on_event(CallProposed(request_id, call))
                 self.on_event(CallValidated(request_id, call, validation.valid, validation.error))
-            messages = [{"role": "system", "content": self.proposer.system}, *self.history]
-            decision, proposal, notice = self._route(request_id, proposal, messages)
+            decision, proposal, notice = self._route(request_id, proposal)
             result.route = decision
             if notice:
                 result.notices.append(notice)
             if result.confidence is None or proposal.confidence < result.confidence:
                 result.confidence = proposal.confidence
             if proposal.answer is not None:
+                if not proposal.answer.strip():  # confidence 0 already; say so, never blank
+                    notice = "the model produced an empty answer (confidence 0)"
+                    result.notices.append(notice)
+                    self.on_event(Notice(request_id, notice, "warning"))
+                    proposal.answer = "I could not produce an answer to this request."
                 result.answer = proposal.answer
-                self._remember_answer(proposal.answer)
+                self._append(
+                    "assistant", proposal.answer, hide=None if decision.route == "remote" else False
+                )
                 return
             valid = [
                 c for c, v in zip(proposal.calls, proposal.validations, strict=True) if v.valid
@@ -233,7 +250,7 @@ class Agent:
                     mode = "none"
                     continue
                 result.answer = f"I could not make a valid tool call: {reason}"
-                self._remember_answer(result.answer)
+                self._append("assistant", result.answer)
                 return
             signature = json.dumps([[c.name, c.arguments] for c in valid], sort_keys=True)
             if signature == last_signature:
@@ -248,16 +265,18 @@ class Agent:
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
 
     def _feed_back(self, request_id, proposal, calls, results, result: AgentResult) -> None:
-        """Append the calls and their results (as delimited data) to the conversation."""
-        call_text = json.dumps(
-            [{"name": c.name, "arguments": c.arguments} for c in calls]
-            if len(calls) > 1
-            else {"name": calls[0].name, "arguments": calls[0].arguments},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        self.history.append({"role": "assistant", "content": call_text})
-        self._log_message("assistant", call_text)
+        """Append the calls and their results (as delimited data) to the conversation.
+
+        Calls to local-only tools and their results are marked hidden from the remote; a call
+        entry mixing both kinds is sent to the remote with the remote-visible calls only.
+        """
+        from edgeagent.agent.router import REMOTE_CONTENT_KEY
+
+        local = {c.id for c in calls if self.registry.get(c.name).local_only}
+        visible = [c for c in calls if c.id not in local]
+        call_text = _calls_text(calls)
+        extra = {REMOTE_CONTENT_KEY: _calls_text(visible)} if local and visible else {}
+        self._append("assistant", call_text, hide=bool(local) and not visible, **extra)
         for call, res in zip(calls, results, strict=True):
             call.status = res.status
             result.results.append(res)
@@ -266,19 +285,34 @@ class Agent:
                 self.store.update_tool_call(call.id, res)
             body = res.output if res.ok else (res.error or res.status)
             message = tool_result_message(call.name, call.id, body, res.ok)
-            self.history.append({"role": "tool", "content": message})
-            self._log_message("tool", message, name=call.name, call_id=call.id)
+            self._append("tool", message, hide=call.id in local, name=call.name, call_id=call.id)
+            if call.id in local:
+                self._hold_local = True
 
     @staticmethod
     def _fallback_answer(result: AgentResult) -> str:
         ok = [r for r in result.results if r.ok]
         return ok[-1].output[:2000] if ok else "I could not finish this request."
 
-    def _remember_answer(self, answer: str) -> None:
-        self.history.append({"role": "assistant", "content": answer})
-        self._log_message("assistant", answer)
-
     # ---- history -------------------------------------------------------------------------
+
+    def _append(self, role: str, content: str, hide: bool | None = False, **extra) -> None:
+        """Add a turn to the history and the store.
+
+        ``hide=True`` keeps it from the remote; ``False`` hides it only if a local-only tool
+        already ran in this request (the local model has seen that data); ``None`` never hides
+        (the remote's own words). ``remote_content`` in ``extra`` is what the remote sees.
+        """
+        from edgeagent.agent.router import HIDE_KEY, REMOTE_CONTENT_KEY
+
+        entry: dict = {"role": role, "content": content}
+        if hide or (hide is False and self._hold_local):
+            entry[HIDE_KEY] = True
+        elif REMOTE_CONTENT_KEY in extra:
+            entry[REMOTE_CONTENT_KEY] = extra[REMOTE_CONTENT_KEY]
+        extra.pop(REMOTE_CONTENT_KEY, None)
+        self.history.append(entry)
+        self._log_message(role, content, **extra)
 
     def _log_message(self, role: str, content: str, **extra) -> None:
         if self.store:
@@ -325,6 +359,17 @@ class Agent:
         """Close the store (the model stays loaded for whoever passed it in)."""
         if self.store:
             self.store.close()
+
+
+def _calls_text(calls: Sequence[ToolCall]) -> str:
+    """The calls as the assistant turn that made them: one JSON object, or a list of them."""
+    return json.dumps(
+        [{"name": c.name, "arguments": c.arguments} for c in calls]
+        if len(calls) != 1
+        else {"name": calls[0].name, "arguments": calls[0].arguments},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def propose_calls(

@@ -6,15 +6,23 @@ and the settings: with the network off or no remote configured the route is alwa
 fails, keeps the local calls with route ``"local_fallback"`` and a notice for the user.
 ``route_request`` does both and creates a ``RemoteClient`` only when the route is remote, so
 with the network off no client and no socket ever exist.
+
+This module is also the trust boundary for what crosses to and from the remote:
+``remote_messages`` is everything the remote is sent (a system prompt naming only the tools that
+are not local-only, and the history without entries marked ``HIDE_KEY``), and
+``screen_remote_calls`` is the one place that decides which remote calls may be validated:
+unknown tools, local-only tools and calls already marked invalid (unparseable or non-object
+arguments) are rejected by name first and never reach validation, so never get defaults.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from edgeagent.agent.validate import Validation, validate_call
 from edgeagent.config import Settings
 from edgeagent.errors import EdgeAgentError, OfflineError, RemoteError
 from edgeagent.runtime.remote import RemoteClient, RemoteReply
@@ -24,6 +32,11 @@ from edgeagent.types import Message, Route, RouteDecision, ToolCall
 log = logging.getLogger(__name__)
 
 ToolsArg = ToolRegistry | Iterable[Any]
+
+# History entries (dicts) the loop marks: HIDE_KEY=True is never sent to the remote;
+# REMOTE_CONTENT_KEY replaces the content that is sent (e.g. only the remote-visible calls).
+HIDE_KEY = "local_only"
+REMOTE_CONTENT_KEY = "remote_content"
 
 
 @dataclass(frozen=True)
@@ -113,22 +126,73 @@ def _tool_name(schema: dict) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def rejection(call: ToolCall, offered: Iterable[str]) -> str | None:
+    """Why a remote ``call`` may not even be validated (None if it may).
+
+    Calls already marked invalid (no name, arguments that do not parse or are not an object)
+    keep their error; tools that were not offered are refused by name. A local-only tool gets
+    the same message as an unknown one, since the message goes back to the remote with the
+    history: it must not learn which local-only tools exist by probing names.
+    """
+    if call.status == "invalid":
+        return call.error or "the remote call was malformed"
+    offered_set = set(offered)
+    if call.name not in offered_set:
+        available = ", ".join(sorted(offered_set)) or "none"
+        return f"tool {call.name!r} was not offered to the remote model; offered: {available}"
+    if not isinstance(call.arguments, dict):
+        return f"arguments must be a JSON object, got {type(call.arguments).__name__}"
+    return None
+
+
 def check_remote_calls(
     calls: list[ToolCall], offered: Iterable[str], local_only: Iterable[str] = ()
 ) -> list[ToolCall]:
     """Mark calls naming a local-only tool or a tool that was not offered as invalid."""
-    offered_set, local_set = set(offered), set(local_only)
+    allowed = set(offered) - set(local_only)
     for call in calls:
-        if call.status == "invalid":
-            continue
-        if call.name in local_set:
-            call.status = "invalid"
-            call.error = f"tool {call.name!r} is local-only and was not offered to the remote model"
-        elif call.name not in offered_set:
-            available = ", ".join(sorted(offered_set)) or "none"
-            call.status = "invalid"
-            call.error = f"unknown tool {call.name!r}; available tools: {available}"
+        reason = rejection(call, allowed)
+        if reason is not None:
+            call.status, call.error = "invalid", reason
     return calls
+
+
+def screen_remote_calls(
+    calls: Sequence[ToolCall], registry: ToolRegistry, context=None
+) -> list[Validation]:
+    """The trust boundary for remote calls: reject by name first, then validate the rest.
+
+    A rejected call stays ``status="invalid"`` with its error and is never passed to
+    ``validate_call`` (so empty arguments are never completed with the tool's defaults).
+    Returns one Validation per call, in order.
+    """
+    tools = list(registry)
+    offered = {t.name for t in tools if not t.local_only}
+    validations = []
+    for call in calls:
+        call.route = "remote"
+        reason = rejection(call, offered)
+        if reason is None:
+            validations.append(validate_call(call, registry, context))
+            continue
+        call.status, call.error = "invalid", reason
+        validations.append(Validation(call, call.name in offered, False, False, reason))
+    return validations
+
+
+def remote_messages(history: Sequence[dict], tools: ToolsArg) -> list[dict]:
+    """Everything the remote is sent: a system prompt over the remote-visible tools only, and
+    the history without entries marked ``HIDE_KEY`` (``REMOTE_CONTENT_KEY`` replaces content)."""
+    from edgeagent.agent.prompt import system_prompt
+
+    visible = [t for t in _as_tools(tools) if not t.local_only]
+    out = [{"role": "system", "content": system_prompt(visible)}]
+    for entry in history:
+        if entry.get(HIDE_KEY):
+            continue
+        content = entry.get(REMOTE_CONTENT_KEY, entry.get("content"))
+        out.append({"role": entry["role"], "content": content or ""})
+    return out
 
 
 def _fallback(

@@ -1,27 +1,31 @@
 """Client for a remote OpenAI-compatible ``/v1/chat/completions`` endpoint (the escalation path).
 
-``RemoteClient`` refuses to exist when the network is not allowed (``OfflineError`` before any
-socket is created), bounds every request (``remote_timeout_s``) and retries only what may pass
-on a second try (connection errors, 5xx, 429; never a 4xx, never a read timeout: a slow model
-stays slow). Every failure is a one-line ``RemoteError``. The API key is sent as a Bearer
-header and scrubbed from every message, log record and repr this module produces; exceptions
-from httpx are summarized, never chained, since their text can carry header values.
+The remote is treated as hostile. ``RemoteClient`` refuses to exist when the network is not
+allowed (``OfflineError`` before any socket is created). One ``chat`` has a TOTAL deadline of
+``remote_timeout_s``: connect, TLS, writes, every read, retries and backoff share it (see
+``runtime.deadline``), so a server dripping one byte a second cannot hold it longer. Retries
+cover only what may pass on a second try (connection errors, 5xx, 429; never a 4xx, never a
+timeout). The reply is streamed and cut at ``MAX_REPLY_BYTES``; its JSON may nest at most
+``MAX_JSON_DEPTH`` levels. Every failure is a one-line ``RemoteError``, never a traceback.
+The API key is sent as a Bearer header and scrubbed, in every encoding (``edgeagent.secrets``),
+from every message, log record and repr this module produces and from the reply itself (text,
+call names, arguments, errors) before it is returned; exceptions from httpx are summarized,
+never chained, since their text can carry header values.
 
-Replies are parsed into ``RemoteReply``: native ``tool_calls``, the legacy ``function_call``,
-or (for servers without tool support) content that is itself a JSON call
-``{"name": ..., "arguments": {...}}``, a list of them, or ``<tool_call>{...}</tool_call>`` blocks.
-A call whose arguments are not a JSON object is kept with ``status="invalid"`` and an error.
+Replies are parsed into ``RemoteReply`` by ``runtime.remote_parse``: native ``tool_calls``, the
+legacy ``function_call``, or content that is itself a JSON call (or a list of them, or
+``<tool_call>`` blocks). A call whose arguments are not a JSON object is kept with
+``status="invalid"``, its error and empty arguments that must never be filled with defaults.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +33,16 @@ import httpx
 
 from edgeagent.config import Settings
 from edgeagent.errors import OfflineError, RemoteError
+from edgeagent.runtime.deadline import Deadline, deadline_scope, deadline_transport
+from edgeagent.runtime.remote_parse import (
+    MAX_JSON_DEPTH,
+    JSONTooDeepError,
+    clip,
+    content_calls,
+    native_calls,
+    parse_json,
+)
+from edgeagent.secrets import scrub, scrub_value
 from edgeagent.types import Message, ToolCall
 
 log = logging.getLogger(__name__)
@@ -38,10 +52,9 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504}) | frozenset(range(505, 600
 MAX_RETRIES = 10
 BACKOFF_S = 0.25
 MAX_BACKOFF_S = 4.0
-EXCERPT_CHARS = 160
+MAX_REPLY_BYTES = 4 * 1024 * 1024  # a chat completion is kilobytes; more is a flood
+MAX_ERROR_BYTES = 64 * 1024  # of an error body, only an excerpt is shown
 REDACTED = "***"
-_FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,20 @@ class RemoteReply:
     model: str = ""
     finish_reason: str | None = None
     attempts: int = 1
+
+
+@dataclass(frozen=True)
+class _Received:
+    """A response's status line and headers, and its body read under the size cap."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
 
 def normalize_base_url(url: str) -> str:
@@ -111,11 +138,6 @@ def to_openai_messages(messages: Iterable[dict | Message]) -> list[dict]:
     return out
 
 
-def _clip(text: str, limit: int = EXCERPT_CHARS) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
 def _as_int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -123,9 +145,11 @@ def _as_int(value: Any) -> int:
 class RemoteClient:
     """A bounded, key-safe client of one OpenAI-compatible server.
 
-    ``transport`` is handed to ``httpx.Client`` (tests, proxies). Use as a context manager or
-    call ``close()``. Raises ``OfflineError`` when ``settings.allow_network`` is False or
-    ``settings.offline`` is True, and ``RemoteError`` when no usable URL or key is configured.
+    ``transport`` is handed to ``httpx.Client`` (tests, proxies); without one, the client's
+    sockets obey the total deadline (``runtime.deadline``); with one, the deadline is checked
+    between attempts and body chunks only. Use as a context manager or call ``close()``.
+    Raises ``OfflineError`` when ``settings.allow_network`` is False or ``settings.offline`` is
+    True, and ``RemoteError`` when no usable URL or key is configured.
     """
 
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
@@ -160,8 +184,8 @@ class RemoteClient:
         self.display_url = self._scrub(redact_url(self.url))
         self.model = settings.remote_model or ""
         self.retries = max(0, min(int(settings.remote_retries), MAX_RETRIES))
-        timeout_s = max(0.01, float(settings.remote_timeout_s))
-        self.timeout = httpx.Timeout(timeout_s, connect=timeout_s)
+        self.timeout_s = max(0.01, float(settings.remote_timeout_s))
+        self.timeout = httpx.Timeout(self.timeout_s, connect=self.timeout_s)
         headers = {"Accept": "application/json"}
         if self._secret:
             headers["Authorization"] = f"Bearer {self._secret}"
@@ -169,8 +193,7 @@ class RemoteClient:
         self._http = httpx.Client(
             headers=headers,
             timeout=self.timeout,
-            transport=transport,
-            proxy=None if transport is not None else env_proxy(self.url),
+            transport=transport or deadline_transport(env_proxy(self.url)),
             follow_redirects=False,
             trust_env=False,  # no .netrc credentials; proxies come from env_proxy only
         )
@@ -188,8 +211,10 @@ class RemoteClient:
     ) -> RemoteReply:
         """POST one chat completion with ``tools`` (OpenAI format) and parse the reply.
 
-        Raises ``OfflineError`` if the settings forbid the network, ``RemoteError`` on
-        connection failure, timeout, HTTP error, non-JSON body or a body without choices.
+        Everything, retries included, ends within ``remote_timeout_s``. Raises ``OfflineError``
+        if the settings forbid the network, ``RemoteError`` on connection failure, deadline,
+        HTTP error, an oversized, non-JSON or too deeply nested body, or one without choices.
+        The reply comes back with the API key scrubbed from its text, calls and errors.
         """
         self._check_online(self.settings)
         payload: dict[str, Any] = {
@@ -205,9 +230,11 @@ class RemoteClient:
             payload["tools"] = list(tools)
             payload["tool_choice"] = tool_choice
         started = time.perf_counter()
-        response, attempts = self._post(payload)
-        data = self._decode(response)
-        reply = self._parse(data, time.perf_counter() - started, attempts)
+        deadline = Deadline(self.timeout_s)
+        with deadline_scope(deadline):
+            received, attempts = self._post(payload, deadline)
+        data = self._decode(received)
+        reply = self._clean(self._parse(data, time.perf_counter() - started, attempts))
         log.debug(
             "remote %s: %d call(s), %d+%d tokens, %.2fs, %d attempt(s)",
             self.display_url,
@@ -243,36 +270,56 @@ class RemoteClient:
             )
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the API key (and its Bearer header form) replaced by ``***``."""
-        text = str(text)
-        if self._secret:
-            text = text.replace(self._secret, REDACTED)
-        return text
+        """``text`` with the API key, in any encoding, replaced by ``***``."""
+        return scrub(str(text), (self._secret,), REDACTED) if self._secret else str(text)
 
     def _fail(self, message: str, hint: str | None = None) -> RemoteError:
         return RemoteError(self._scrub(" ".join(message.split())), hint)
 
-    def _post(self, payload: dict) -> tuple[httpx.Response, int]:
-        """Send with bounded retries; return the successful response and the attempt count."""
+    def _clean(self, reply: RemoteReply) -> RemoteReply:
+        """The reply with the API key scrubbed from everything the remote wrote."""
+        if not self._secret:
+            return reply
+        for call in reply.calls:
+            call.name = self._scrub(call.name)
+            call.arguments = scrub_value(call.arguments, (self._secret,), REDACTED)
+            call.error = self._scrub(call.error) if call.error else call.error
+        finish = self._scrub(reply.finish_reason) if reply.finish_reason else reply.finish_reason
+        return replace(
+            reply,
+            text=self._scrub(reply.text),
+            model=self._scrub(reply.model),
+            finish_reason=finish,
+        )
+
+    def _late(self, exc: BaseException | None = None) -> RemoteError:
+        kind = f" ({type(exc).__name__})" if exc is not None else ""
+        return self._fail(
+            f"the remote model at {self.display_url} did not finish within "
+            f"{self.settings.remote_timeout_s:g} s{kind}",
+            hint="raise EDGEAGENT_REMOTE_TIMEOUT_S or use a faster remote model",
+        )
+
+    def _post(self, payload: dict, deadline: Deadline) -> tuple[_Received, int]:
+        """Send with bounded retries within ``deadline``; return the 2xx response and attempts."""
         attempt = 0
         while True:
             attempt += 1
+            if deadline.expired:
+                raise self._late() from None
             retry_after: float | None = None
             try:
-                response = self._http.post(self.url, json=payload)
+                received = self._send(payload, deadline)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if deadline.expired:
+                    raise self._late(exc) from None
                 problem = self._fail(
                     f"cannot connect to the remote model at {self.display_url}: "
                     f"{self._describe(exc)}",
                     hint="is the server running? check EDGEAGENT_REMOTE_URL",
                 )
             except httpx.TimeoutException as exc:
-                kind = type(exc).__name__
-                raise self._fail(
-                    f"the remote model at {self.display_url} did not answer within "
-                    f"{self.settings.remote_timeout_s:g} s ({kind})",
-                    hint="raise EDGEAGENT_REMOTE_TIMEOUT_S or use a faster remote model",
-                ) from None
+                raise self._late(exc) from None
             except httpx.RemoteProtocolError as exc:
                 problem = self._fail(
                     f"the remote model at {self.display_url} dropped the connection: "
@@ -286,21 +333,21 @@ class RemoteClient:
                     hint="check EDGEAGENT_REMOTE_URL and EDGEAGENT_REMOTE_API_KEY",
                 ) from None
             else:
-                if response.is_success:
-                    return response, attempt
-                problem = self._http_error(response)
-                if response.status_code not in RETRY_STATUSES:
+                if received.ok:
+                    return received, attempt
+                problem = self._http_error(received)
+                if received.status not in RETRY_STATUSES:
                     raise problem from None
-                retry_after = self._retry_after(response)
-            if attempt > self.retries:
+                retry_after = self._retry_after(received)
+            delay = min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (attempt - 1))
+            if retry_after is not None:
+                delay = min(MAX_BACKOFF_S, max(delay, retry_after))
+            if attempt > self.retries or delay >= deadline.remaining():
                 if attempt > 1:
                     problem = RemoteError(
                         f"{problem.message} (after {attempt} attempts)", problem.hint
                     )
                 raise problem from None
-            delay = min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (attempt - 1))
-            if retry_after is not None:
-                delay = min(MAX_BACKOFF_S, max(delay, retry_after))
             log.info(
                 "remote attempt %d/%d failed (%s); retrying in %.2fs",
                 attempt,
@@ -310,21 +357,50 @@ class RemoteClient:
             )
             time.sleep(delay)
 
+    def _send(self, payload: dict, deadline: Deadline) -> _Received:
+        """One POST; the body is streamed and cut at ``MAX_REPLY_BYTES`` (a 2xx) or an excerpt."""
+        with self._http.stream("POST", self.url, json=payload) as response:
+            ok = response.is_success
+            cap = MAX_REPLY_BYTES if ok else MAX_ERROR_BYTES
+            declared = response.headers.get("content-length", "")
+            if ok and declared.isdigit() and int(declared) > cap:
+                raise self._too_big(f"announced {int(declared):,} bytes")
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > cap:
+                    if ok:
+                        raise self._too_big(f"sent more than {cap:,} bytes")
+                    del body[cap:]
+                    break
+                if deadline.expired:  # an injected transport does not enforce the deadline
+                    raise self._late()
+            return _Received(
+                response.status_code, response.reason_phrase or "", response.headers, bytes(body)
+            )
+
+    def _too_big(self, what: str) -> RemoteError:
+        return self._fail(
+            f"the remote model at {self.display_url} {what}; a reply may have at most "
+            f"{MAX_REPLY_BYTES // (1024 * 1024)} MB, so it was cut off unread",
+            hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible chat completions server?",
+        )
+
     def _describe(self, exc: BaseException) -> str:
-        text = _clip(self._scrub(str(exc)), 120)
+        text = clip(self._scrub(str(exc)), 120)
         return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     @staticmethod
-    def _retry_after(response: httpx.Response) -> float | None:
-        value = response.headers.get("retry-after", "")
+    def _retry_after(received: _Received) -> float | None:
+        value = received.headers.get("retry-after", "")
         try:
             return max(0.0, float(value))
         except ValueError:
             return None
 
-    def _http_error(self, response: httpx.Response) -> RemoteError:
-        status = response.status_code
-        excerpt = self._excerpt(response)
+    def _http_error(self, received: _Received) -> RemoteError:
+        status = received.status
+        excerpt = self._excerpt(received.body)
         detail = f": {excerpt}" if excerpt else ""
         if status in (401, 403):
             hint = "check EDGEAGENT_REMOTE_API_KEY"
@@ -338,38 +414,41 @@ class RemoteClient:
             hint = (
                 "the remote rejected the request; check EDGEAGENT_REMOTE_MODEL and its tool support"
             )
-        reason = response.reason_phrase or ""
-        return self._fail(f"remote model returned HTTP {status} {reason}{detail}".strip(), hint)
+        return self._fail(
+            f"remote model returned HTTP {status} {received.reason}{detail}".strip(), hint
+        )
 
-    def _excerpt(self, response: httpx.Response) -> str:
+    def _excerpt(self, body: bytes) -> str:
+        text = body.decode("utf-8", "replace")
         try:
-            text = response.text
-        except Exception:
-            return ""
-        try:
-            data = json.loads(text)
+            data = parse_json(text)
         except ValueError:
             data = None
         if isinstance(data, dict) and data.get("error") is not None:
             err = data["error"]
             text = err.get("message", err) if isinstance(err, dict) else err
             text = text if isinstance(text, str) else json.dumps(text)
-        return _clip(self._scrub(text))
+        return clip(self._scrub(text))
 
-    def _decode(self, response: httpx.Response) -> dict:
+    def _decode(self, received: _Received) -> dict:
         try:
-            data = response.json()
-        except (ValueError, UnicodeDecodeError):
+            data = parse_json(received.body)
+        except JSONTooDeepError:
             raise self._fail(
-                f"remote model returned a body that is not JSON (HTTP {response.status_code}, "
-                f"{response.headers.get('content-type', 'no content type')}): "
-                f"{self._excerpt(response) or 'empty'!r}",
+                f"remote model returned JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible server?",
+            ) from None
+        except ValueError:  # includes UnicodeDecodeError
+            raise self._fail(
+                f"remote model returned a body that is not JSON (HTTP {received.status}, "
+                f"{received.headers.get('content-type', 'no content type')}): "
+                f"{self._excerpt(received.body) or 'empty'!r}",
                 hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible server?",
             ) from None
         if not isinstance(data, dict):
             raise self._fail(
                 f"remote model returned JSON {type(data).__name__}, not an object: "
-                f"{_clip(self._scrub(json.dumps(data)))!r}",
+                f"{clip(self._scrub(received.body.decode('utf-8', 'replace')))!r}",
                 hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible server?",
             )
         return data
@@ -380,9 +459,9 @@ class RemoteClient:
             if data.get("error") is not None:
                 err = data["error"]
                 text = err.get("message", err) if isinstance(err, dict) else err
-                what = f"an error: {_clip(self._scrub(str(text)))}"
+                what = f"an error: {clip(self._scrub(str(text)))}"
             else:
-                what = f"no choices: {_clip(self._scrub(json.dumps(data)))!r}"
+                what = f"no choices: {clip(self._scrub(json.dumps(data)))!r}"
             raise self._fail(
                 f"remote model returned {what}",
                 hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible chat completions server?",
@@ -396,9 +475,9 @@ class RemoteClient:
             )
         content = message.get("content")
         text = content if isinstance(content, str) else ""
-        calls = self._native_calls(message)
+        calls = native_calls(message)
         if not calls and text:
-            calls = _content_calls(text)
+            calls = content_calls(text)
             if calls:
                 text = ""
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
@@ -414,98 +493,3 @@ class RemoteClient:
             finish_reason=finish if isinstance(finish, str) else None,
             attempts=attempts,
         )
-
-    def _native_calls(self, message: dict) -> list[ToolCall]:
-        raw = message.get("tool_calls")
-        if isinstance(raw, list) and raw:
-            items = [item.get("function") if isinstance(item, dict) else None for item in raw]
-        elif isinstance(message.get("function_call"), dict):
-            items = [message["function_call"]]
-        else:
-            return []
-        return [_make_call(item) for item in items]
-
-
-def _make_call(function: Any) -> ToolCall:
-    """One ``{"name", "arguments"}`` object (arguments as a JSON string or object) -> ToolCall."""
-    if not isinstance(function, dict):
-        return ToolCall(
-            name="",
-            arguments={},
-            status="invalid",
-            error="remote tool call has no function object",
-            route="remote",
-        )
-    name = function.get("name")
-    if not isinstance(name, str) or not name.strip():
-        return ToolCall(
-            name="",
-            arguments={},
-            status="invalid",
-            error="remote tool call has no function name",
-            route="remote",
-        )
-    name = name.strip().rstrip(":")
-    raw = function.get("arguments", function.get("parameters", {}))
-    if raw is None or raw == "":
-        raw = {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            return ToolCall(
-                name=name,
-                arguments={},
-                status="invalid",
-                error=f"arguments are not valid JSON ({exc.args[0] if exc.args else exc}): "
-                f"{_clip(function.get('arguments', ''), 80)!r}",
-                route="remote",
-            )
-    if not isinstance(raw, dict):
-        return ToolCall(
-            name=name,
-            arguments={},
-            status="invalid",
-            error=f"arguments must be a JSON object, got {type(raw).__name__}",
-            route="remote",
-        )
-    return ToolCall(name=name, arguments=raw, route="remote")
-
-
-def _looks_like_call(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and isinstance(obj.get("name"), str)
-        and set(obj) <= {"name", "arguments", "parameters", "id", "type"}
-        and ("arguments" in obj or "parameters" in obj)
-    )
-
-
-def _content_calls(text: str) -> list[ToolCall]:
-    """Calls written as the message content by servers without native tool calling."""
-    stripped = text.strip()
-    blocks = _TOOL_CALL_RE.findall(stripped)
-    if blocks:
-        candidates: list[Any] = []
-        for block in blocks:
-            try:
-                candidates.append(json.loads(block))
-            except ValueError:
-                candidates.append({"name": "", "arguments": {}})
-        return [_make_call(c) if _looks_like_call(c) else _make_call(None) for c in candidates]
-    fenced = _FENCE_RE.match(stripped)
-    if fenced:
-        stripped = fenced.group(1)
-    if not stripped.startswith(("{", "[")):
-        return []
-    try:
-        obj = json.loads(stripped)
-    except ValueError:
-        return []
-    if isinstance(obj, dict) and isinstance(obj.get("function"), dict):
-        obj = obj["function"]
-    if _looks_like_call(obj):
-        return [_make_call(obj)]
-    if isinstance(obj, list) and obj and all(_looks_like_call(o) for o in obj):
-        return [_make_call(o) for o in obj]
-    return []

@@ -65,17 +65,18 @@ _CONVENIENCES: dict[str, dict[str, str]] = {
 
 
 def scrub_secrets(text: str | None, secrets: Iterable[str]) -> str | None:
-    """``text`` with every occurrence of each secret replaced by ``[redacted]``.
+    """``text`` with each secret, in any encoding (``edgeagent.secrets``), replaced by ``[redacted]``.
 
     Secrets shorter than ``MIN_SECRET_LEN`` characters are ignored: replacing every "ab" in the
-    history would destroy it and such a string protects nothing. Longer secrets go first so one
-    secret containing another is redacted whole.
+    history would destroy it and such a string protects nothing. Longer forms go first so one
+    secret containing another is redacted whole; JSON-escaped, URL-encoded, base64 and
+    HTML-escaped forms are redacted too (a key with ``"`` is stored as ``\\"`` inside JSON).
     """
+    from edgeagent.secrets import scrub
+
     if not text:
         return text
-    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len)[::-1]:
-        text = text.replace(secret, REDACTED)
-    return text
+    return scrub(text, [s for s in secrets if s and len(s) >= MIN_SECRET_LEN], REDACTED)
 
 
 def output_digest(output: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -27,12 +28,25 @@ class Seen:
     paths: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     bodies: list[dict] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)  # raw_server: bytes written, per ended reply
+    finished: list[bool] = field(default_factory=list)  # raw_server: was the whole reply written?
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def count(self) -> int:
         with self.lock:
             return len(self.paths)
+
+    def wait_ended(self, n: int = 1, timeout_s: float = 30.0) -> bool:
+        """Wait until ``n`` raw_server replies have ended (written whole or cut off)."""
+        stop = time.monotonic() + timeout_s
+        while time.monotonic() < stop:
+            with self.lock:
+                if len(self.finished) >= n:
+                    return True
+            time.sleep(0.02)
+        return False
 
 
 def free_port() -> int:
@@ -87,6 +101,7 @@ def canned_server(responder: Responder) -> Iterator[tuple[str, Seen]]:
                 seen.paths.append(self.path)
                 seen.headers.append(dict(self.headers.items()))
                 seen.bodies.append(body)
+                seen.raw.append(raw)
             status, headers, payload = responder(seen)
             try:
                 self.send_response(status)
@@ -109,6 +124,168 @@ def canned_server(responder: Responder) -> Iterator[tuple[str, Seen]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class RawReply:
+    """The socket of one request on ``raw_server``: write bytes whole or one at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sent = 0
+
+    def send(self, data: bytes) -> bool:
+        """Write ``data``; False once the client has gone."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            return False
+        self.sent += len(data)
+        return True
+
+    def drip(self, data: bytes, every_s: float = 1.0, max_s: float = 30.0) -> bool:
+        """Write ``data`` one byte per ``every_s`` seconds (for at most ``max_s``); True if all."""
+        stop = time.monotonic() + max_s
+        for i in range(len(data)):
+            if time.monotonic() > stop or not self.send(data[i : i + 1]):
+                return False
+            time.sleep(every_s)
+        return True
+
+    def stream(self, chunks: Iterator[bytes]) -> bool:
+        """Write every chunk; False as soon as one cannot be written."""
+        return all(self.send(chunk) for chunk in chunks)
+
+
+# script(seen, reply) writes the whole HTTP response itself and returns True if it wrote it all.
+RawScript = Callable[[Seen, RawReply], bool]
+
+
+def http_head(status: int = 200, length: int | None = None, **headers: str) -> bytes:
+    """A status line and headers (``Content-Length`` when ``length`` is given), then CRLF CRLF."""
+    lines = [f"HTTP/1.1 {status} OK", "Content-Type: application/json", "Connection: close"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_request(sock: socket.socket) -> tuple[str, dict[str, str], bytes] | None:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    path = lines[0].split(" ")[1] if len(lines[0].split(" ")) > 1 else "/"
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    length = int({k.lower(): v for k, v in headers.items()}.get("content-length", 0))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return path, headers, body
+
+
+@contextlib.contextmanager
+def raw_server(script: RawScript) -> Iterator[tuple[str, Seen]]:
+    """A hostile loopback server: ``script`` writes raw bytes (drip, flood, truncate, ...)."""
+    seen = Seen()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.settimeout(60)
+            try:
+                request = _read_request(self.request)
+            except OSError:
+                return
+            if request is None:
+                return
+            path, headers, raw = request
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {"_raw": raw.decode("utf-8", "replace")}
+            reply = RawReply(self.request)
+            with seen.lock:
+                seen.paths.append(path)
+                seen.headers.append(headers)
+                seen.bodies.append(body)
+                seen.raw.append(raw)
+            finished = False
+            try:
+                finished = script(seen, reply)
+            finally:
+                with seen.lock:
+                    seen.sent.append(reply.sent)
+                    seen.finished.append(bool(finished))
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def drip_script(body: bytes, *, head: bool = True, every_s: float = 1.0, max_s: float = 20.0):
+    """Reply ``body`` one byte per ``every_s``: the headers too when ``head``, else only the body."""
+
+    def script(seen: Seen, reply: RawReply) -> bool:
+        data = http_head(200, len(body)) + body
+        if head:
+            return reply.drip(data, every_s, max_s)
+        return reply.send(data[: -len(body)]) and reply.drip(body, every_s, max_s)
+
+    return script
+
+
+def flood_script(total_bytes: int, *, declare_length: bool = True, chunk: int = 1 << 16):
+    """A chat completion whose content is ``total_bytes`` of 'x', streamed in chunks.
+
+    With ``declare_length`` the size is announced in Content-Length, else the body simply runs
+    until the connection closes.
+    """
+    prefix = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"'
+    suffix = b'"},"finish_reason":"stop"}]}'
+    filler = total_bytes - len(prefix) - len(suffix)
+
+    def chunks() -> Iterator[bytes]:
+        yield prefix
+        left = filler
+        block = b"x" * chunk
+        while left > 0:
+            yield block[: min(chunk, left)]
+            left -= chunk
+        yield suffix
+
+    def script(seen: Seen, reply: RawReply) -> bool:
+        head = http_head(200, total_bytes if declare_length else None)
+        return reply.send(head) and reply.stream(chunks())
+
+    return script
+
+
+def body_script(body: bytes, status: int = 200):
+    """Reply ``body`` (any bytes, e.g. JSON nested 100000 deep) in one write."""
+
+    def script(seen: Seen, reply: RawReply) -> bool:
+        return reply.send(http_head(status, len(body)) + body)
+
+    return script
+
+
+def nested_json(depth: int) -> bytes:
+    """``[[[...]]]`` nested ``depth`` levels."""
+    return b"[" * depth + b"]" * depth
 
 
 def server_extras_missing() -> str | None:
@@ -146,8 +323,7 @@ def llama_server(
     port = free_port()
     cmd = [
         sys.executable,
-        "-m",
-        "llama_cpp.server",
+        str(Path(__file__).with_name("llama_server_main.py")),  # llama_cpp.server, CPU quirks on
         "--model",
         str(model_path),
         "--host",

@@ -109,3 +109,44 @@ def test_offline_never_consults_the_remote(model, tmp_path):
     assert seen.count == 0
     assert result.route.route == "local"
     assert result.route.reason.startswith("network off")
+
+
+CANARY = "CANARY-PRIVATE-5531"
+
+
+def test_local_only_history_is_marked_and_never_sent(model, tmp_path):
+    from edgeagent.agent.propose import AgentResult
+    from edgeagent.agent.router import remote_messages
+    from edgeagent.tools.registry import tool_from_function
+    from edgeagent.types import ToolCall
+
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"sunny in {city}"
+
+    def read_private_note(topic: str) -> str:
+        """Read the user's private note on a topic."""
+        return f"{CANARY} ({topic})"
+
+    tools = [
+        tool_from_function(get_weather),
+        tool_from_function(read_private_note, local_only=True),
+    ]
+    agent = Agent(settings_for(tmp_path, closed_port_url()), model=model, tools=tools, store=False)
+    agent.history.append({"role": "user", "content": "Weather in Oslo, and my note?"})
+    calls = [
+        ToolCall("get_weather", {"city": "Oslo"}),
+        ToolCall("read_private_note", {"topic": "x"}),
+    ]
+    results = agent.executor.run_many(calls)
+    agent._feed_back("r1", None, calls, results, AgentResult("r1", ""))
+    agent._append("assistant", f"Sunny; your note says {CANARY}")  # written after seeing it
+    agent.close()
+    sent = remote_messages(agent.history, agent.registry)
+    text = json.dumps(sent)
+    assert CANARY not in text and "read_private_note" not in text
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+    assert json.loads(sent[2]["content"]) == {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    assert "sunny in Oslo" in sent[3]["content"]
+    # the local model still sees everything
+    assert CANARY in json.dumps(agent.history) and len(agent.history) == 5

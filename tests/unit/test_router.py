@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 
 from edgeagent.agent.router import (
+    HIDE_KEY,
+    REMOTE_CONTENT_KEY,
     check_remote_calls,
     decide_route,
     escalate,
     network_allowed,
+    rejection,
+    remote_messages,
     route_request,
+    screen_remote_calls,
     tools_for_remote,
 )
 from edgeagent.config import load_settings
@@ -101,9 +106,110 @@ def test_check_remote_calls_marks_unknown_and_local_only():
     ]
     check_remote_calls(calls, {"get_weather"}, {"read_diary"})
     assert [c.status for c in calls] == ["proposed", "invalid", "invalid", "invalid"]
-    assert "local-only" in calls[1].error
-    assert calls[2].error == "unknown tool 'format_disk'; available tools: get_weather"
+    # a local-only tool is refused like an unknown one: the remote must not learn it exists
+    assert (
+        calls[1].error
+        == "tool 'read_diary' was not offered to the remote model; offered: get_weather"
+    )
+    assert (
+        calls[2].error
+        == "tool 'format_disk' was not offered to the remote model; offered: get_weather"
+    )
     assert calls[3].error == "bad JSON"
+    # a local-only name is refused even if a caller lists it as offered
+    (again,) = check_remote_calls([ToolCall("read_diary", {})], {"read_diary"}, {"read_diary"})
+    assert again.status == "invalid"
+
+
+@tool
+def list_dir(path: str = ".") -> str:
+    """List a folder."""
+    return path
+
+
+def boundary_registry() -> ToolRegistry:
+    return ToolRegistry([get_weather, read_diary, list_dir])
+
+
+def test_screen_rejects_by_name_before_validation():
+    calls = [
+        ToolCall("get_weather", {"city": "Oslo"}, route="remote"),
+        ToolCall("read_diary", {"day": "mon"}, route="remote"),
+        ToolCall("format_disk", {}, route="remote"),
+        ToolCall("get_weather", {"city": 3}, route="remote"),
+    ]
+    validations = screen_remote_calls(calls, boundary_registry())
+    assert [v.valid for v in validations] == [True, False, False, False]
+    assert [c.status for c in calls] == ["proposed", "invalid", "invalid", "invalid"]
+    assert validations[1].error == calls[1].error
+    assert not validations[1].known_tool  # a local-only tool is not one the remote may know
+    offered = "was not offered to the remote model; offered: get_weather, list_dir"
+    assert calls[1].error == f"tool 'read_diary' {offered}"  # same as an unknown tool
+    assert calls[2].error == f"tool 'format_disk' {offered}"
+    assert validations[3].known_tool and not validations[3].schema_valid
+    assert all(c.route == "remote" for c in calls)
+
+
+def test_screen_keeps_unparseable_arguments_invalid_and_never_fills_defaults():
+    # remote_parse gives such a call arguments={} and status="invalid"; list_dir's defaults
+    # would make {} valid, so the call must never reach validation
+    broken = ToolCall(
+        "list_dir",
+        {},
+        status="invalid",
+        error="arguments are not valid JSON (Expecting value): '{\"path\": '",
+        route="remote",
+    )
+    (validation,) = screen_remote_calls([broken], boundary_registry())
+    assert not validation.valid
+    assert broken.status == "invalid" and broken.arguments == {}
+    assert broken.error.startswith("arguments are not valid JSON")
+    assert validation.error == broken.error
+    # a well-formed empty object is a real call and does get the default
+    fine = ToolCall("list_dir", {}, route="remote")
+    (validation,) = screen_remote_calls([fine], boundary_registry())
+    assert validation.valid and fine.arguments == {"path": "."}
+
+
+def test_screen_rejects_non_object_arguments_and_nameless_invalid_calls():
+    odd = ToolCall("get_weather", ["Oslo"], route="remote")  # type: ignore[arg-type]
+    nameless = ToolCall("", {}, status="invalid", route="remote")
+    validations = screen_remote_calls([odd, nameless], boundary_registry())
+    assert [v.valid for v in validations] == [False, False]
+    assert "JSON object" in odd.error
+    assert nameless.error == "the remote call was malformed"
+
+
+def test_rejection_is_none_only_for_offered_well_formed_calls():
+    offered = {"get_weather"}
+    assert rejection(ToolCall("get_weather", {"city": "x"}), offered) is None
+    assert "not offered" in rejection(ToolCall("read_diary", {}), offered)
+    broken = ToolCall("get_weather", {}, status="invalid", error="bad JSON")
+    assert rejection(broken, offered) == "bad JSON"
+
+
+def test_remote_messages_hide_local_only_tools_and_marked_history():
+    history = [
+        {"role": "user", "content": "weather in Oslo and my diary?"},
+        {"role": "assistant", "content": '{"name":"read_diary","arguments":{}}', HIDE_KEY: True},
+        {"role": "tool", "content": "<tool_result>DIARY-CANARY</tool_result>", HIDE_KEY: True},
+        {
+            "role": "assistant",
+            "content": '[{"name":"read_diary"},{"name":"get_weather"}]',
+            REMOTE_CONTENT_KEY: '{"name":"get_weather","arguments":{"city":"Oslo"}}',
+        },
+        {"role": "assistant", "content": "Your diary says DIARY-CANARY", HIDE_KEY: True},
+        {"role": "user", "content": "thanks"},
+    ]
+    sent = remote_messages(history, boundary_registry())
+    text = repr(sent)
+    assert "read_diary" not in text and "DIARY-CANARY" not in text
+    assert HIDE_KEY not in text and REMOTE_CONTENT_KEY not in text
+    assert sent[0]["role"] == "system"
+    assert "get_weather" in sent[0]["content"] and "list_dir" in sent[0]["content"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[2]["content"] == '{"name":"get_weather","arguments":{"city":"Oslo"}}'
+    assert all(set(m) == {"role", "content"} for m in sent)
 
 
 class StubClient:
