@@ -49,3 +49,14 @@ def gemma_path() -> Path:
 def tiny_model_path(request) -> Path:
     """Both tiny models in turn: their chat templates and vocabularies differ."""
     return _tiny_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def smollm_model(smollm_path):
+    """SmolLM2-135M loaded once for the session (n_ctx 2048), for agent-level tests."""
+    from edgeagent.config import load_settings
+    from edgeagent.runtime.local import LocalModel
+
+    loaded = LocalModel(smollm_path, load_settings(n_ctx=2048))
+    yield loaded
+    loaded.close()

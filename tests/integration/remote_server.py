@@ -80,6 +80,18 @@ def chat_completion(message: dict, usage: tuple[int, int] = (12, 5)) -> dict:
 
 
 @contextlib.contextmanager
+def _serving(server) -> Iterator[str]:
+    """Run ``server`` in a daemon thread; yield its base URL (ending in /v1); shut it down."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def canned_server(responder: Responder) -> Iterator[tuple[str, Seen]]:
     """Serve ``responder`` on a loopback port; yield (base URL ending in /v1, Seen)."""
     seen = Seen()
@@ -117,13 +129,8 @@ def canned_server(responder: Responder) -> Iterator[tuple[str, Seen]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(server) as url:
+        yield url, seen
 
 
 class RawReply:
@@ -227,13 +234,8 @@ def raw_server(script: RawScript) -> Iterator[tuple[str, Seen]]:
         allow_reuse_address = True
 
     server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(server) as url:
+        yield url, seen
 
 
 def drip_script(body: bytes, *, head: bool = True, every_s: float = 1.0, max_s: float = 20.0):
@@ -368,3 +370,37 @@ def llama_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def escalating_settings(tmp_path: Path, url: str, key: str, **extra):
+    """Settings whose every request escalates to ``url`` (threshold 1.0), bounded and small."""
+    from edgeagent.config import load_settings
+
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    values = {
+        "allow_network": True,
+        "remote_url": url,
+        "remote_api_key": key,
+        "remote_timeout_s": 5.0,
+        "remote_retries": 0,
+        "confidence_threshold": 1.0,  # always below: always escalate
+        "max_tokens": 48,
+        "max_steps": 2,
+        **extra,
+    }
+    return load_settings(home=tmp_path / "home", allowed_roots=(root,), **values)

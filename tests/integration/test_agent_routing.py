@@ -8,12 +8,11 @@ import json
 import pytest
 
 from edgeagent.agent.loop import Agent
-from edgeagent.config import load_settings
-from edgeagent.runtime.local import LocalModel
 from tests.integration.remote_server import (
     canned_server,
     chat_completion,
     closed_port_url,
+    escalating_settings,
     json_body,
 )
 
@@ -21,28 +20,8 @@ pytestmark = pytest.mark.model
 KEY = "sk-test-SECRET-4242-never-stored"
 
 
-@pytest.fixture(scope="module")
-def model(smollm_path):
-    loaded = LocalModel(smollm_path, load_settings(n_ctx=2048))
-    yield loaded
-    loaded.close()
-
-
 def settings_for(tmp_path, url: str, **extra):
-    root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
-    values = {
-        "allow_network": True,
-        "remote_url": url,
-        "remote_api_key": KEY,
-        "remote_timeout_s": 5.0,
-        "remote_retries": 0,
-        "confidence_threshold": 1.0,  # always below: always escalate
-        "max_tokens": 48,
-        "max_steps": 2,
-        **extra,
-    }
-    return load_settings(home=tmp_path / "home", allowed_roots=(root,), **values)
+    return escalating_settings(tmp_path, url, KEY, **extra)
 
 
 def remote_calculator(seen):
@@ -66,10 +45,10 @@ def remote_calculator(seen):
     return json_body(chat_completion(message))
 
 
-def test_low_confidence_escalates_and_remote_calls_are_validated_and_run(model, tmp_path):
+def test_low_confidence_escalates_and_remote_calls_are_validated_and_run(smollm_model, tmp_path):
     with canned_server(remote_calculator) as (url, seen):
         settings = settings_for(tmp_path, url)
-        agent = Agent(settings, model=model)
+        agent = Agent(settings, model=smollm_model)
         result = agent.run("What is six times seven?")
         agent.close()
     data = result.to_dict()
@@ -90,9 +69,9 @@ def test_low_confidence_escalates_and_remote_calls_are_validated_and_run(model, 
             assert KEY.encode() not in path.read_bytes()
 
 
-def test_remote_down_uses_the_local_result_and_says_so(model, tmp_path):
+def test_remote_down_uses_the_local_result_and_says_so(smollm_model, tmp_path):
     settings = settings_for(tmp_path, closed_port_url())
-    agent = Agent(settings, model=model, tools=[])
+    agent = Agent(settings, model=smollm_model, tools=[])
     result = agent.run("Say hi.")
     agent.close()
     assert result.route.route == "local_fallback"
@@ -100,10 +79,10 @@ def test_remote_down_uses_the_local_result_and_says_so(model, tmp_path):
     assert any("remote" in n.lower() for n in result.notices)
 
 
-def test_offline_never_consults_the_remote(model, tmp_path):
+def test_offline_never_consults_the_remote(smollm_model, tmp_path):
     with canned_server(remote_calculator) as (url, seen):
         settings = settings_for(tmp_path, url, allow_network=False)
-        agent = Agent(settings, model=model, tools=[])
+        agent = Agent(settings, model=smollm_model, tools=[])
         result = agent.run("Say hi.")
         agent.close()
     assert seen.count == 0
@@ -114,7 +93,7 @@ def test_offline_never_consults_the_remote(model, tmp_path):
 CANARY = "CANARY-PRIVATE-5531"
 
 
-def test_local_only_history_is_marked_and_never_sent(model, tmp_path):
+def test_local_only_history_is_marked_and_never_sent(smollm_model, tmp_path):
     from edgeagent.agent.propose import AgentResult
     from edgeagent.agent.router import remote_messages
     from edgeagent.tools.registry import tool_from_function
@@ -132,7 +111,9 @@ def test_local_only_history_is_marked_and_never_sent(model, tmp_path):
         tool_from_function(get_weather),
         tool_from_function(read_private_note, local_only=True),
     ]
-    agent = Agent(settings_for(tmp_path, closed_port_url()), model=model, tools=tools, store=False)
+    agent = Agent(
+        settings_for(tmp_path, closed_port_url()), model=smollm_model, tools=tools, store=False
+    )
     agent.history.append({"role": "user", "content": "Weather in Oslo, and my note?"})
     calls = [
         ToolCall("get_weather", {"city": "Oslo"}),

@@ -15,6 +15,7 @@ from edgeagent.runtime.remote import RemoteClient
 from edgeagent.tools.registry import ToolRegistry, tool_from_openai
 from edgeagent.types import Message, ToolCall
 from tests.integration.remote_server import (
+    WEATHER,
     canned_server,
     chat_completion,
     closed_port_url,
@@ -24,18 +25,6 @@ from tests.integration.remote_server import (
 )
 
 KEY = "sk-test-9Qz7-SECRET-4b1e0c"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 SECRETS = {
     "type": "function",
     "function": {

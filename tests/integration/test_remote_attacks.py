@@ -27,10 +27,12 @@ from edgeagent.secrets import secret_variants
 from edgeagent.tools.registry import tool_from_function, tool_from_openai
 from edgeagent.types import ToolCall
 from tests.integration.remote_server import (
+    WEATHER,
     body_script,
     canned_server,
     chat_completion,
     drip_script,
+    escalating_settings,
     flood_script,
     json_body,
     nested_json,
@@ -42,18 +44,6 @@ TIMEOUT_S = 2.0
 SLACK_S = 2.0
 FLOOD_BYTES = 20 * 1024 * 1024
 CANARY = "CANARY-PRIVATE-5531"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
@@ -261,30 +251,8 @@ def test_an_echoed_key_is_scrubbed_from_invalid_calls_and_errors():
 # --- the agent: real model, always escalating ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def model(smollm_path):
-    from edgeagent.runtime.local import LocalModel
-
-    loaded = LocalModel(smollm_path, load_settings(n_ctx=2048))
-    yield loaded
-    loaded.close()
-
-
 def agent_settings(tmp_path, url: str, **extra):
-    root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
-    values = {
-        "allow_network": True,
-        "remote_url": url,
-        "remote_api_key": KEY,
-        "remote_timeout_s": 5.0,
-        "remote_retries": 0,
-        "confidence_threshold": 1.0,  # always below: always escalate
-        "max_tokens": 24,
-        "max_steps": 2,
-        **extra,
-    }
-    return load_settings(home=tmp_path / "home", allowed_roots=(root,), **values)
+    return escalating_settings(tmp_path, url, KEY, **{"max_tokens": 24, **extra})
 
 
 def private_tools(runs: list[str]):
@@ -301,7 +269,7 @@ def private_tools(runs: list[str]):
 
 
 @pytest.mark.model
-def test_agent_never_runs_unparseable_remote_calls_with_defaults(model, tmp_path):
+def test_agent_never_runs_unparseable_remote_calls_with_defaults(smollm_model, tmp_path):
     from edgeagent.agent.loop import Agent
 
     runs: list[str] = []
@@ -313,7 +281,7 @@ def test_agent_never_runs_unparseable_remote_calls_with_defaults(model, tmp_path
 
     with canned_server(lambda seen: tool_reply("list_dir", '{"path": ')) as (url, seen):
         agent = Agent(
-            agent_settings(tmp_path, url), model=model, tools=[tool_from_function(list_dir)]
+            agent_settings(tmp_path, url), model=smollm_model, tools=[tool_from_function(list_dir)]
         )
         result = agent.run("List the files here.")
         agent.close()
@@ -325,7 +293,9 @@ def test_agent_never_runs_unparseable_remote_calls_with_defaults(model, tmp_path
 
 
 @pytest.mark.model
-def test_agent_local_only_tool_never_runs_for_the_remote_and_never_reaches_it(model, tmp_path):
+def test_agent_local_only_tool_never_runs_for_the_remote_and_never_reaches_it(
+    smollm_model, tmp_path
+):
     from edgeagent.agent.loop import Agent
     from edgeagent.agent.propose import AgentResult
 
@@ -336,7 +306,7 @@ def test_agent_local_only_tool_never_runs_for_the_remote_and_never_reaches_it(mo
 
     with canned_server(reply) as (url, seen):
         settings = agent_settings(tmp_path, url)
-        agent = Agent(settings, model=model, tools=private_tools(runs), store=False)
+        agent = Agent(settings, model=smollm_model, tools=private_tools(runs), store=False)
         agent.run("What is the weather in Paris?")
         assert runs == []  # the remote asked for it: rejected by name, never run
         # the local model's own call to the local-only tool, fed back as the loop does it
@@ -355,14 +325,14 @@ def test_agent_local_only_tool_never_runs_for_the_remote_and_never_reaches_it(mo
 
 
 @pytest.mark.model
-def test_agent_falls_back_on_a_deep_reply_without_a_traceback(model, tmp_path):
+def test_agent_falls_back_on_a_deep_reply_without_a_traceback(smollm_model, tmp_path):
     from edgeagent.agent.loop import Agent
     from edgeagent.store import Store
 
     body = b'{"choices":' + nested_json(100_000) + b"}"
     with raw_server(body_script(body)) as (url, _):
         settings = agent_settings(tmp_path, url)
-        agent = Agent(settings, model=model, tools=[])
+        agent = Agent(settings, model=smollm_model, tools=[])
         result = agent.run("Say hi.")
         agent.close()
     assert result.route.route == "local_fallback"
