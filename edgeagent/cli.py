@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -24,8 +25,23 @@ def _network_overrides(offline: bool | None) -> dict:
     return {"offline": offline, "allow_network": not offline}
 
 
+# C0 controls but tab and newline, DEL, C1 controls, and bidi overrides/isolates: what a model,
+# a remote or a file could use to rewrite the terminal (OSC 52 clipboard, title, screen clears)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with terminal control characters shown as ``\\uXXXX`` (valid inside JSON too)."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _echo(message: object = "", *, err: bool = False) -> None:
+    """click.echo of text made terminal-safe: everything this CLI prints goes through here."""
+    click.echo(terminal_safe(str(message)), err=err)
+
+
 def _print_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    _echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _human_bytes(size: int | float | None) -> str:
@@ -49,9 +65,9 @@ class EdgeAgentGroup(click.Group):
             path = getattr(exc, "path", None)
             if path and path != "$" and path not in message:
                 message += f" at {path}"
-            click.echo(f"error: {message}", err=True)
+            _echo(f"error: {message}", err=True)
             if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+                _echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -138,15 +154,15 @@ def run(
         _print_json(data)
         return
     for call in data["calls"]:
-        click.echo(
+        _echo(
             f"  -> {call['name']}({json.dumps(call['arguments'], ensure_ascii=False)}) "
             f"[{call['status']}, confidence {call['confidence']}, {call['route']}]",
             err=True,
         )
     for notice in data["notices"]:
-        click.echo(f"  note: {notice}", err=True)
-    click.echo(data["answer"])
-    click.echo(
+        _echo(f"  note: {notice}", err=True)
+    _echo(data["answer"])
+    _echo(
         f"[{data['model']} · route {data['route']} · confidence {data['confidence']} · "
         f"{data['latency_s']:.2f} s · ttft {data['ttft_s']:.2f} s · {data['energy_j']:.2f} J "
         f"({data['energy_source']})]",
@@ -155,12 +171,11 @@ def run(
 
 
 def _confirm_on_terminal(call, tool) -> bool:
-    """Ask on the terminal before a side-effecting call; without a terminal, decline."""
+    """Ask on the terminal before a side-effecting call; without a terminal nobody can be asked."""
+    from edgeagent.errors import ConfirmationUnavailable
+
     if not sys.stdin.isatty():
-        click.echo(
-            f"  declined {call.name}: needs confirmation (use --yes to pre-approve)", err=True
-        )
-        return False
+        raise ConfirmationUnavailable("no terminal to ask on")
     args = json.dumps(call.arguments, ensure_ascii=False)
     return click.confirm(f"Run {call.name}({args}) [{tool.risk}]?", default=False, err=True)
 
@@ -195,15 +210,15 @@ def models_list(as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    click.echo(f"{'id':34} {'size':>9} {'installed':>9} {'fits RAM':>8}  good for")
+    _echo(f"{'id':34} {'size':>9} {'installed':>9} {'fits RAM':>8}  good for")
     for row in rows:
         mark = "*" if row.get("default") else " "
-        click.echo(
+        _echo(
             f"{mark}{row['id']:33} {_human_bytes(row.get('size_bytes')):>9} "
             f"{'yes' if row['installed'] else 'no':>9} {'yes' if row['fits_ram'] else 'no':>8}  "
             f"{row.get('good_for', '')}"
         )
-    click.echo("(* = default model)")
+    _echo("(* = default model)")
 
 
 @models.command("pull")
@@ -215,7 +230,7 @@ def models_pull(model_id: str) -> None:
 
     entry = load_catalog().get(model_id)
     path = pull_model(entry, _settings(), progress=make_progress_bar(entry.id))
-    click.echo(str(path))
+    _echo(str(path))
 
 
 @models.command("path")
@@ -224,7 +239,7 @@ def models_path(model_id: str) -> None:
     """Where a catalog model's file lives (whether or not it is installed)."""
     from edgeagent.runtime.catalog import load_catalog, model_file_path
 
-    click.echo(str(model_file_path(load_catalog().get(model_id), _settings())))
+    _echo(str(model_file_path(load_catalog().get(model_id), _settings())))
 
 
 @models.command("info")
@@ -254,8 +269,8 @@ def models_info(id_or_path: str, as_json: bool) -> None:
         value = info.get(key)
         if key == "file_size":
             value = _human_bytes(value)
-        click.echo(f"{key:22} {value}")
-    click.echo(f"{'special_tokens':22} {info.get('special_tokens')}")
+        _echo(f"{key:22} {value}")
+    _echo(f"{'special_tokens':22} {info.get('special_tokens')}")
 
 
 @models.command("recommend")
@@ -272,9 +287,9 @@ def models_recommend(as_json: bool) -> None:
     if as_json:
         _print_json([p.to_dict() for p in picks])
         return
-    click.echo(f"this machine: {_human_bytes(ram)} RAM, {cores} physical cores")
+    _echo(f"this machine: {_human_bytes(ram)} RAM, {cores} physical cores")
     for entry in picks:
-        click.echo(f"  {entry.id:34} {entry.params:>6}  {entry.good_for}")
+        _echo(f"  {entry.id:34} {entry.params:>6}  {entry.good_for}")
 
 
 # ---- grammars and tools ---------------------------------------------------------------------
@@ -324,10 +339,11 @@ def grammar(schema_file: str, mode: str, string_cap: int) -> None:
         text, notes = envelope.gbnf, describe_envelope_keywords(envelope)
     else:
         compiled = compile_schema(doc, string_cap=string_cap)
-        text, notes = compiled.gbnf, describe_validator_keywords(compiled)
-    click.echo(text.rstrip("\n"))
+        notes = describe_validator_keywords(compiled) + [f"note: {n}" for n in compiled.notes]
+        text = compiled.gbnf
+    _echo(text.rstrip("\n"))
     for line in notes:
-        click.echo(line, err=True)
+        _echo(line, err=True)
 
 
 @cli.group()
@@ -372,7 +388,7 @@ def tools_list(tools_files: tuple[str, ...], as_json: bool) -> None:
         _print_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['name']:16} {row['risk']:8} {row['source']:10} {row['description'][:70]}")
+        _echo(f"{row['name']:16} {row['risk']:8} {row['source']:10} {row['description'][:70]}")
 
 
 @tools.command("show")
@@ -384,19 +400,19 @@ def tools_show(name: str, tools_files: tuple[str, ...]) -> None:
 
     tool = _registry(tools_files).get(name)
     compiled = compile_schema(tool.parameters)
-    click.echo(
+    _echo(
         f"{tool.name} [{tool.risk}{', local only' if tool.local_only else ''}] from {tool.source}"
     )
-    click.echo(tool.description)
-    click.echo("\nschema:")
-    click.echo(json.dumps(tool.parameters, indent=2, ensure_ascii=False))
-    click.echo("\ngrammar:")
-    click.echo(compiled.gbnf.rstrip("\n"))
-    click.echo("\nvalidator-enforced:")
+    _echo(tool.description)
+    _echo("\nschema:")
+    _echo(json.dumps(tool.parameters, indent=2, ensure_ascii=False))
+    _echo("\ngrammar:")
+    _echo(compiled.gbnf.rstrip("\n"))
+    _echo("\nvalidator-enforced:")
     lines = describe_validator_keywords(compiled) + [f"note: {n}" for n in compiled.notes]
     lines += [f"semantic validator: {getattr(v, '__name__', v)}" for v in tool.validators]
     for line in lines or ["(nothing: the grammar enforces the whole schema)"]:
-        click.echo(f"  {line}")
+        _echo(f"  {line}")
 
 
 # ---- history and metrics ------------------------------------------------------------------
@@ -416,7 +432,7 @@ def logs(limit: int, request_id: str | None, as_json: bool) -> None:
         _print_json(data)
         return
     for row in data:
-        click.echo(_log_line(row))
+        _echo(_log_line(row))
 
 
 def _log_line(row: dict) -> str:
@@ -452,7 +468,7 @@ def stats(as_json: bool) -> None:
     if as_json:
         _print_json(data)
     else:
-        click.echo(format_stats(data))
+        _echo(format_stats(data))
 
 
 @cli.group("eval")
@@ -490,7 +506,7 @@ def eval_bfcl(
     if as_json:
         _print_json(report)
     else:
-        click.echo(format_report(report))
+        _echo(format_report(report))
 
 
 # ---- doctor -------------------------------------------------------------------------------
@@ -508,16 +524,35 @@ def doctor(as_json: bool) -> None:
         return
     marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
     for check in checks:
-        click.echo(f"[{marks.get(check.status, check.status)}] {check.name}: {check.detail}")
+        _echo(f"[{marks.get(check.status, check.status)}] {check.name}: {check.detail}")
         if check.fix and check.status != "ok":
-            click.echo(f"       fix: {check.fix}")
+            _echo(f"       fix: {check.fix}")
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="edgeagent")
+    """Console-script entry point.
+
+    If code edgeagent ran (a tools file, a plugin) left a non-daemon thread behind, the
+    interpreter would wait for it forever at exit: the exit code is kept and the process ends.
+    """
+    import os
+    import threading
+
+    code: int | str | None = 0
+    try:
+        cli(prog_name="edgeagent")
+    except SystemExit as exc:
+        code = exc.code
+    lingering = [
+        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+    ]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

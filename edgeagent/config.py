@@ -72,6 +72,11 @@ class Settings:
         roots = tuple(Path(r).expanduser().resolve() for r in self.allowed_roots)
         object.__setattr__(self, "allowed_roots", roots)
         problems = [p for name in _FIELD_RULES if (p := check_field(name, getattr(self, name)))]
+        problems += [
+            f"allowed_roots: {root} is not an existing folder"
+            for root in roots
+            if not root.is_dir()
+        ]
         if problems:
             raise settings_error(problems)
 
@@ -111,14 +116,14 @@ _FIELD_RULES: dict[str, _Rule] = {
     "max_tokens": _Rule(int, 1, 1 << 20),
     "string_cap": _Rule(int, 1, 2000),
     "answer_cap": _Rule(int, 1, 1 << 20),
-    "decode_timeout_s": _Rule(float, 0, 86_400, low_open=True),
+    "decode_timeout_s": _Rule(float, 0.01, 86_400),
     "temperature": _Rule(float, 0, 5),
     "confidence_threshold": _Rule(float, 0, 1),
     "call_bias": _Rule(float, -50, 50),
     "call_repeat_penalty": _Rule(float, 1, 5),
-    "remote_timeout_s": _Rule(float, 0, 3600, low_open=True),
+    "remote_timeout_s": _Rule(float, 0.01, 3600),
     "remote_retries": _Rule(int, 0, 10),
-    "tool_timeout_s": _Rule(float, 0, 3600, low_open=True),
+    "tool_timeout_s": _Rule(float, 0.01, 3600),
     "tool_output_cap": _Rule(int, 1, 1 << 20),
     "max_steps": _Rule(int, 1, 100),
     "watts_per_core": _Rule(float, 0, 1000, low_open=True),

@@ -533,6 +533,22 @@ def _scrub(checks: Iterable[Check], secrets: Iterable[str | None]) -> list[Check
     return out
 
 
+def check_roots(settings: Settings) -> Check:
+    """The folders the file tools may touch; a warning when one is very wide (/, home)."""
+    roots = [Path(r) for r in settings.allowed_roots]
+    shown = ", ".join(str(r) for r in roots)
+    wide = [r for r in roots if r == Path(r.anchor) or r == Path.home().resolve()]
+    if wide:
+        return Check(
+            "allowed roots",
+            "warn",
+            f"{shown}: {', '.join(map(str, wide))} lets the tools read (and, with your "
+            "confirmation, write) a very large part of this machine",
+            "set allowed_roots (EDGEAGENT_ALLOWED_ROOTS) to the folders you work in",
+        )
+    return Check("allowed roots", "ok", shown)
+
+
 def collect_report(settings: Settings) -> list[Check]:
     """Every check, in the order the report prints them."""
     checks: list[Check] = []
@@ -544,6 +560,7 @@ def collect_report(settings: Settings) -> list[Check]:
     checks += _guard("energy", lambda: check_energy(settings))
     checks += _guard("model folder", lambda: check_models(settings))
     checks += _guard("database", lambda: check_database(settings))
+    checks += _guard("allowed roots", lambda: check_roots(settings))
     checks += _guard("network", lambda: check_network(settings))
     return _scrub(checks, [settings.remote_api_key])
 

@@ -93,6 +93,10 @@ class PolicyError(EdgeAgentError):
     """A call is not allowed by policy (outside allowed roots, declined, network off)."""
 
 
+class ConfirmationUnavailable(PolicyError):
+    """Nobody can be asked to confirm a call (no terminal, no app): it is not run."""
+
+
 class RemoteError(EdgeAgentError):
     """The remote OpenAI-compatible endpoint failed, timed out or returned garbage."""
 

@@ -27,7 +27,8 @@ def _json_inner(text: str, ascii_only: bool) -> str:
 
 @lru_cache(maxsize=64)
 def secret_variants(secret: str) -> tuple[str, ...]:
-    """The forms ``secret`` takes in text: raw, JSON, URL, base64 and HTML encodings, longest first.
+    """The forms ``secret`` takes in text: raw, JSON (once, twice, every character as
+    ``\\uXXXX``), URL, base64, HTML and hex encodings, longest first.
 
     Secrets shorter than ``MIN_SECRET_LEN`` give no variants (they protect nothing, and
     replacing them would destroy ordinary text).
@@ -45,6 +46,8 @@ def secret_variants(secret: str) -> tuple[str, ...]:
         text = b64.decode("ascii")
         forms |= {text, text.rstrip("=")}
     forms |= {html.escape(secret), html.escape(secret, quote=False)}
+    forms |= {raw.hex(), raw.hex().upper()}  # hex dumps
+    forms.add("".join(f"\\u{ord(c):04x}" for c in secret))  # JSON with every char escaped
     forms = {f for f in forms if len(f) >= MIN_SECRET_LEN}
     return tuple(sorted(forms, key=lambda f: (-len(f), f)))
 

@@ -63,8 +63,9 @@ class ToolResult:
     output: str = ""
     error: str | None = None
     error_type: str | None = None
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # the tool's own time; the user's time to confirm is not in it
     truncated: bool = False
+    wait_s: float = 0.0  # time spent waiting for the user's confirmation
 
     @property
     def ok(self) -> bool:

@@ -180,7 +180,8 @@ class Agent:
             energy = meter.stop()
             result.energy_j, result.energy_source = energy.joules, energy.source
             result.energy_estimated = energy.estimated
-            result.latency_s = time.perf_counter() - started
+            # the user's time in confirmation prompts is theirs, not the request's latency
+            result.latency_s = max(0.0, time.perf_counter() - started - result.wait_s)
             self._finish(result, status, error)
         self.on_event(TurnDone(request_id, result.answer, result.calls, result.usage))
         return result
@@ -199,7 +200,8 @@ class Agent:
             self.on_event(Notice(request_id, notice, "warning"))
 
     def _steps(self, request_id: str, result: AgentResult) -> None:
-        mode, last_signature = "auto", None
+        mode, succeeded = "auto", set()
+        self._groundings = []
         for step in range(1, self.settings.max_steps + 1):
             result.steps = step
             proposal = self.proposer.propose(
@@ -223,15 +225,9 @@ class Agent:
             if result.confidence is None or proposal.confidence < result.confidence:
                 result.confidence = proposal.confidence
             if proposal.answer is not None:
-                if not proposal.answer.strip():  # confidence 0 already; say so, never blank
-                    notice = "the model produced an empty answer (confidence 0)"
-                    result.notices.append(notice)
-                    self.on_event(Notice(request_id, notice, "warning"))
-                    proposal.answer = "I could not produce an answer to this request."
-                result.answer = proposal.answer
-                self._append(
-                    "assistant", proposal.answer, hide=None if decision.route == "remote" else False
-                )
+                remote = decision.route == "remote"
+                result.answer = self._final_answer(request_id, proposal, result, remote)
+                self._append("assistant", result.answer, hide=None if remote else False)
                 return
             valid = [
                 c for c, v in zip(proposal.calls, proposal.validations, strict=True) if v.valid
@@ -252,14 +248,18 @@ class Agent:
                 result.answer = f"I could not make a valid tool call: {reason}"
                 self._append("assistant", result.answer)
                 return
-            signature = json.dumps([[c.name, c.arguments] for c in valid], sort_keys=True)
-            if signature == last_signature:
-                mode = "none"  # the same call again: make the model answer from what it has
-                self.on_event(Notice(request_id, "repeated call; asking the model to answer"))
+            fresh = [c for c in valid if _signature(c) not in succeeded]
+            if not fresh:
+                # the same successful call again: it is not run twice; the model answers from
+                # the result it already has
+                for call in valid:
+                    call.status, call.error = "skipped", "already ran with these arguments"
+                self.on_event(Notice(request_id, "repeated call not run; asking for the answer"))
+                mode = "none"
                 continue
-            last_signature = signature
-            results = self.executor.run_many(valid)
-            self._feed_back(request_id, proposal, valid, results, result)
+            results = self.executor.run_many(fresh)
+            self._feed_back(request_id, proposal, fresh, results, result)
+            succeeded.update(_signature(c) for c, r in zip(fresh, results, strict=True) if r.ok)
             mode = "auto"
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
@@ -280,6 +280,11 @@ class Agent:
         for call, res in zip(calls, results, strict=True):
             call.status = res.status
             result.results.append(res)
+            result.wait_s += res.wait_s
+            grounding = self.registry.get(call.name).grounding if res.ok else None
+            found = grounding(call.arguments, res.output) if grounding else None
+            if found:
+                self._groundings.append((*found, call.name))
             self.on_event(CallExecuted(request_id, call, res))
             if self.store:
                 self.store.update_tool_call(call.id, res)
@@ -288,6 +293,27 @@ class Agent:
             self._append("tool", message, hide=call.id in local, name=call.name, call_id=call.id)
             if call.id in local:
                 self._hold_local = True
+
+    def _final_answer(
+        self, request_id: str, proposal: Proposal, result: AgentResult, remote: bool
+    ) -> str:
+        """The answer as shown: no leaked markup, grounded in value-tool results, honest about
+        where the decode stopped; every repair is a notice."""
+        from edgeagent.agent.answer import clean_answer, ground_answer
+
+        template = self.model.template
+        result.finish_reason = "stop" if remote else proposal.finish_reason
+        cleaned = clean_answer(
+            proposal.answer or "",
+            finish_reason=result.finish_reason,
+            settings=self.settings,
+            extra_markers=() if remote else (template.eos_token, template.bos_token),
+        )
+        grounded = ground_answer(cleaned.text, self._groundings)
+        for notice in (*cleaned.notices, *grounded.notices):
+            result.notices.append(notice)
+            self.on_event(Notice(request_id, notice, "warning"))
+        return grounded.text
 
     @staticmethod
     def _fallback_answer(result: AgentResult) -> str:
@@ -359,6 +385,11 @@ class Agent:
         """Close the store (the model stays loaded for whoever passed it in)."""
         if self.store:
             self.store.close()
+
+
+def _signature(call: ToolCall) -> str:
+    """A call's identity for "already ran": its tool and its normalized arguments."""
+    return json.dumps([call.name, call.arguments], sort_keys=True, ensure_ascii=False)
 
 
 def _calls_text(calls: Sequence[ToolCall]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 RESULT_OPEN = "<tool_result"
@@ -72,9 +73,13 @@ def system_prompt(tools: Sequence, extra: str | None = None) -> str:
     return "\n".join(lines)
 
 
+_CLOSE_VARIANTS = re.compile(r"<\s*/\s*tool_result\s*>", re.IGNORECASE)
+
+
 def tool_result_message(name: str, call_id: str, output: str, ok: bool) -> str:
-    """A tool result, clearly delimited as data (closing tags inside it are neutralised)."""
-    body = output.replace(RESULT_CLOSE, "</tool_result_>")
+    """A tool result, clearly delimited as data (closing tags inside it are neutralised, in any
+    case or spacing)."""
+    body = _CLOSE_VARIANTS.sub("</tool_result_>", output)
     status = "ok" if ok else "error"
     return f'{RESULT_OPEN} name="{name}" id="{call_id}" status="{status}">\n{body}\n{RESULT_CLOSE}'
 

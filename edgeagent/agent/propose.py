@@ -60,6 +60,8 @@ class AgentResult:
     notices: list[str] = field(default_factory=list)
     model: str = ""
     steps: int = 0
+    finish_reason: str = ""  # how the answer's decode ended: stop, length, timeout, ...
+    wait_s: float = 0.0  # time spent waiting for the user's confirmations (not in latency_s)
 
     def to_dict(self) -> dict:
         by_call = {r.call_id: r for r in self.results}
@@ -97,6 +99,8 @@ class AgentResult:
             "energy_estimated": self.energy_estimated,
             "model": self.model,
             "steps": self.steps,
+            "finish_reason": self.finish_reason,
+            "wait_s": round(self.wait_s, 4),
             "notices": self.notices,
         }
 

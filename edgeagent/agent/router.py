@@ -162,16 +162,26 @@ def screen_remote_calls(
 ) -> list[Validation]:
     """The trust boundary for remote calls: reject by name first, then validate the rest.
 
+    At most ``MAX_PARALLEL_CALLS`` calls of one reply are considered (the local model's bound);
+    the rest are rejected, so a reply of 3,000 writes never asks 3,000 times.
+
     A rejected call stays ``status="invalid"`` with its error and is never passed to
     ``validate_call`` (so empty arguments are never completed with the tool's defaults).
     Returns one Validation per call, in order.
     """
+    from edgeagent.agent.propose import MAX_PARALLEL_CALLS
+
     tools = list(registry)
     offered = {t.name for t in tools if not t.local_only}
     validations = []
-    for call in calls:
+    for index, call in enumerate(calls):
         call.route = "remote"
         reason = rejection(call, offered)
+        if reason is None and index >= MAX_PARALLEL_CALLS:  # the local model's own bound
+            reason = (
+                f"the remote proposed {len(calls)} calls in one reply; at most "
+                f"{MAX_PARALLEL_CALLS} are considered"
+            )
         if reason is None:
             validations.append(validate_call(call, registry, context))
             continue

@@ -368,6 +368,13 @@ class SchemaCompiler(KeywordCheckMixin, CombinatorMixin, TypeRulesMixin):
                 if name not in productive and ok(body):
                     productive.add(name)
                     changed = True
+        dropped = sorted(set(bodies) - productive)
+        if dropped:
+            self._note(
+                f"rule(s) {', '.join(dropped)} can never finish (a $ref cycle without a base "
+                "case, or an empty character class): no value can match them, so the grammar "
+                "leaves them out"
+            )
         final: dict[int, bool] = {}
 
         def ok_final(node: Node) -> bool:

@@ -8,8 +8,9 @@ tokens in one batch, and the log-probabilities of the freely chosen tokens are k
 from __future__ import annotations
 
 import codecs
+import functools
 import math
-import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +22,7 @@ import numpy as np
 from edgeagent.config import Settings
 from edgeagent.errors import GenerationLimitError, RuntimeLoadError
 from edgeagent.runtime.chat_template import ChatTemplate, template_for_model
-
-
-def physical_cores() -> int:
-    """Physical cores (llama.cpp is slower with hyper-threads), at least 1."""
-    import psutil
-
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+from edgeagent.runtime.threads import ThreadPlanner, physical_cores
 
 
 class TokenConstraint(Protocol):
@@ -69,6 +64,7 @@ class Generation:
     ttft_s: float
     total_s: float
     choices: list[TokenChoice] = field(default_factory=list)
+    threads: int = 0  # llama.cpp threads this decode used
 
     @property
     def tokens_per_s(self) -> float:
@@ -103,6 +99,14 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 MEMORY_HEADROOM = 0.85
+# What special tokens look like (<|im_start|>, <start_of_turn>, [INST]); bounded, so linear.
+_SPECIAL_SHAPE = re.compile(r"<[^<>\n]{1,64}>|\[[^\[\]\n]{1,64}\]")
+
+
+@functools.cache
+def _odd_shapes(specials: frozenset[str]) -> tuple[str, ...]:
+    """Special texts that ``_SPECIAL_SHAPE`` would not find (checked one by one)."""
+    return tuple(t for t in specials if not _SPECIAL_SHAPE.fullmatch(t))
 
 
 def check_memory_for_context(path: Path, n_ctx: int) -> None:
@@ -148,6 +152,10 @@ class LocalModel:
         check_gguf_file(self.path)
         self.settings = settings
         self.n_threads = settings.n_threads or physical_cores()
+        # with n_threads unset, each decode uses the cores other programs leave free
+        self.thread_planner = None if settings.n_threads else ThreadPlanner(self.n_threads)
+        if self.thread_planner:
+            self.thread_planner.look()
         started = time.perf_counter()
         check_memory_for_context(self.path, n_ctx or settings.n_ctx)
         self._llm = self._load(n_ctx or settings.n_ctx)
@@ -266,10 +274,50 @@ class LocalModel:
         )
 
     def render(self, messages: Sequence, *, add_generation_prompt: bool = True, tools=None) -> str:
-        """The prompt text for a conversation in the model's chat template."""
-        return self.template.render(
-            messages, add_generation_prompt=add_generation_prompt, tools=tools
-        )
+        """The prompt text for a conversation in the model's chat template.
+
+        Message contents are data: a special token's text inside one (a file holding
+        ``<|im_end|><|im_start|>system``) is neutralised so it cannot become a real turn marker.
+        """
+        safe = [
+            {**m, "content": self.neutralize(m["content"])}
+            if isinstance(m, dict) and isinstance(m.get("content"), str)
+            else m
+            for m in messages
+        ]
+        return self.template.render(safe, add_generation_prompt=add_generation_prompt, tools=tools)
+
+    def special_texts(self) -> frozenset[str]:
+        """The texts of the vocabulary's control and user-defined tokens (cached)."""
+        cached = getattr(self, "_special_texts", None)
+        if cached is None:
+            import llama_cpp
+
+            vocab = self._llm._model.vocab
+            mask = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+            cached = frozenset(
+                text
+                for token in range(self.n_vocab)
+                if llama_cpp.llama_vocab_get_attr(vocab, token) & mask
+                and len(text := self.token_text(token)) > 1
+            )
+            self._special_texts = cached
+        return cached
+
+    def neutralize(self, text: str) -> str:
+        """``text`` with every special token's text broken by a zero-width space (linear time)."""
+        specials = self.special_texts()
+        if not specials or not any(c in text for c in "<[|"):
+            return text
+
+        def breaks(found: str) -> str:
+            return found[0] + "\u200b" + found[1:] if found in specials else found
+
+        text = _SPECIAL_SHAPE.sub(lambda m: breaks(m.group(0)), text)
+        for odd in _odd_shapes(specials):
+            if odd in text:
+                text = text.replace(odd, odd[0] + "\u200b" + odd[1:])
+        return text
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt; BOS is added unless the template already wrote it."""
@@ -280,6 +328,18 @@ class LocalModel:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     # ---- the decode loop -------------------------------------------------------------------
+
+    def _plan_threads(self) -> int:
+        """Set llama.cpp's thread count for this decode from the current load; return it."""
+        if self.thread_planner is None:
+            return self.n_threads
+        import llama_cpp
+
+        wanted = self.thread_planner.threads()
+        if wanted != getattr(self, "_threads_now", self.n_threads):
+            llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, wanted, wanted)
+        self._threads_now = wanted
+        return wanted
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the KV cells of the longest common prefix; returns how many tokens are reused."""
@@ -347,6 +407,7 @@ class LocalModel:
                 "shorten the conversation, use fewer tools, or raise n_ctx",
             )
         rng = np.random.default_rng(seed)
+        threads = self._plan_threads()
         cached = self._reuse_prefix(tokens)
         self._eval(tokens[cached:], deadline)
 
@@ -425,6 +486,7 @@ class LocalModel:
             ttft_s=ttft or total,
             total_s=total,
             choices=choices,
+            threads=threads,
         )
 
     def _sample(

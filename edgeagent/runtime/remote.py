@@ -186,7 +186,7 @@ class RemoteClient:
         self.retries = max(0, min(int(settings.remote_retries), MAX_RETRIES))
         self.timeout_s = max(0.01, float(settings.remote_timeout_s))
         self.timeout = httpx.Timeout(self.timeout_s, connect=self.timeout_s)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
         if self._secret:
             headers["Authorization"] = f"Bearer {self._secret}"
         # No socket yet: httpx connects lazily on the first request.
@@ -365,9 +365,16 @@ class RemoteClient:
             declared = response.headers.get("content-length", "")
             if ok and declared.isdigit() and int(declared) > cap:
                 raise self._too_big(f"announced {int(declared):,} bytes")
+            in_memory = response.is_stream_consumed  # a test transport handed over a body
+            decoder = (
+                None
+                if in_memory
+                else self._body_decoder(response.headers.get("content-encoding", ""))
+            )
             body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
+            for raw in [response.content] if in_memory else response.iter_raw():
+                # decompress at most one byte past the cap: a zip bomb never expands in memory
+                body += decoder.decompress(raw, cap + 1 - len(body)) if decoder else raw
                 if len(body) > cap:
                     if ok:
                         raise self._too_big(f"sent more than {cap:,} bytes")
@@ -378,6 +385,27 @@ class RemoteClient:
             return _Received(
                 response.status_code, response.reason_phrase or "", response.headers, bytes(body)
             )
+
+    def _body_decoder(self, encoding: str):
+        """A bounded decompressor for one ``gzip``/``deflate`` layer; None for identity.
+
+        Stacked (``gzip, gzip``) or unknown encodings are refused: each layer multiplies what a
+        few hundred bytes can expand to.
+        """
+        import zlib
+
+        layers = [e.strip().lower() for e in encoding.split(",") if e.strip()]
+        layers = [e for e in layers if e != "identity"]
+        if not layers:
+            return None
+        if len(layers) == 1 and layers[0] in ("gzip", "x-gzip", "deflate"):
+            wbits = 16 + zlib.MAX_WBITS if "gzip" in layers[0] else zlib.MAX_WBITS
+            return zlib.decompressobj(wbits)
+        raise self._fail(
+            f"the remote model at {self.display_url} sent a body in the content encoding "
+            f"{clip(encoding, 60)!r}; only one gzip or deflate layer is accepted",
+            hint="is EDGEAGENT_REMOTE_URL an OpenAI-compatible chat completions server?",
+        )
 
     def _too_big(self, what: str) -> RemoteError:
         return self._fail(

@@ -11,17 +11,13 @@ must never be filled with defaults (the router rejects such calls before validat
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from edgeagent.types import ToolCall
 
 MAX_JSON_DEPTH = 64
 EXCERPT_CHARS = 160
-_FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 
 
 class JSONTooDeepError(ValueError):
@@ -35,32 +31,39 @@ def clip(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 
 def json_depth_exceeds(text: str, max_depth: int = MAX_JSON_DEPTH) -> bool:
-    """Whether the brackets of ``text`` (outside JSON strings) nest deeper than ``max_depth``."""
-    opens = text.count("[") + text.count("{")
-    if opens <= max_depth:
+    """Whether ``text`` parses to JSON nested deeper than ``max_depth`` (False if it is not JSON).
+
+    Linear time on hostile input: the C parser (which raises RecursionError long before the C
+    stack is at risk) then an iterative walk; no regular expression that could backtrack.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
         return False
-    brackets = _NOT_BRACKETS.sub("", _STRING_RE.sub("", text))
-    depth = 0
-    for char in brackets:
-        if char in "[{":
-            depth += 1
-            if depth > max_depth:
-                return True
-        else:
-            depth -= 1
-    return False
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return _depth(value) > max_depth
+
+
+def _depth(value: Any) -> int:
+    from edgeagent.inputs import json_depth
+
+    return json_depth(value)
 
 
 def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that raises ``JSONTooDeepError`` (a ValueError) past ``max_depth`` levels."""
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")  # UnicodeDecodeError is a ValueError too
-    if json_depth_exceeds(text, max_depth):
-        raise JSONTooDeepError(f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except RecursionError:
         raise JSONTooDeepError(f"JSON nested deeper than {max_depth} levels") from None
+    if _depth(value) > max_depth:
+        raise JSONTooDeepError(f"JSON nested deeper than {max_depth} levels")
+    return value
 
 
 def _invalid(name: str, error: str) -> ToolCall:
@@ -87,7 +90,7 @@ def make_call(function: Any) -> ToolCall:
                 f"arguments are not valid JSON ({exc.args[0] if exc.args else exc}): "
                 f"{clip(function.get('arguments', ''), 80)!r}",
             )
-    elif json_depth_exceeds(json.dumps(raw), MAX_JSON_DEPTH):
+    elif _depth(raw) > MAX_JSON_DEPTH:
         return _invalid(name, f"arguments nest deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(raw, dict):
         return _invalid(name, f"arguments must be a JSON object, got {type(raw).__name__}")
@@ -115,10 +118,32 @@ def _looks_like_call(obj: Any) -> bool:
     )
 
 
+def _tool_call_blocks(text: str) -> list[str]:
+    """The bodies of ``<tool_call>...</tool_call>`` blocks, found with ``str.find`` (linear)."""
+    blocks, position = [], 0
+    while (start := text.find(TOOL_CALL_OPEN, position)) != -1:
+        end = text.find(TOOL_CALL_CLOSE, start + len(TOOL_CALL_OPEN))
+        if end == -1:
+            break
+        blocks.append(text[start + len(TOOL_CALL_OPEN) : end].strip())
+        position = end + len(TOOL_CALL_CLOSE)
+    return blocks
+
+
+def _unfence(text: str) -> str:
+    """The inside of one markdown code fence (```json ... ```), else the text as it is."""
+    if len(text) >= 6 and text.startswith("```") and text.endswith("```"):
+        inner = text[3:-3]
+        if inner.startswith("json"):
+            inner = inner[4:]
+        return inner.strip()
+    return text
+
+
 def content_calls(text: str) -> list[ToolCall]:
     """Calls written as the message content by servers without native tool calling."""
     stripped = text.strip()
-    blocks = _TOOL_CALL_RE.findall(stripped)
+    blocks = _tool_call_blocks(stripped)
     if blocks:
         candidates: list[Any] = []
         for block in blocks:
@@ -127,9 +152,7 @@ def content_calls(text: str) -> list[ToolCall]:
             except ValueError:
                 candidates.append({"name": "", "arguments": {}})
         return [make_call(c) if _looks_like_call(c) else make_call(None) for c in candidates]
-    fenced = _FENCE_RE.match(stripped)
-    if fenced:
-        stripped = fenced.group(1)
+    stripped = _unfence(stripped)
     if not stripped.startswith(("{", "[")):
         return []
     try:

@@ -463,6 +463,11 @@ class Store:
 
         ``request_id`` may be a unique prefix of an id (as `edgeagent logs` prints them).
         """
+        if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isalnum()):
+            raise StoreError(
+                f"{request_id[:40]!r}{'...' if len(request_id) > 40 else ''} is not a request id",
+                "request ids are the letters and digits `edgeagent logs` prints",
+            )
         rows = self.query("SELECT * FROM requests WHERE id = ?", (request_id,))
         if not rows and request_id:
             rows = self.query(

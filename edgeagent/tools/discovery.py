@@ -68,36 +68,24 @@ def _too_long(path: Path, seconds: float) -> ToolDefinitionError:
 
 
 def _run_with_timeout(run: Any, seconds: float, path: Path) -> None:
-    """Run ``run()`` (a module import) and stop it after ``seconds``.
+    """Run ``run()`` (a module import) in a daemon thread and stop waiting after ``seconds``.
 
-    On the main thread of a Unix process a timer signal interrupts the import where it loops
-    or waits. Elsewhere the import runs in a daemon thread that is abandoned on timeout (it
-    cannot be killed; the error says so and the caller should exit).
+    A thread cannot ignore its interruption the way it can ignore a signal: on timeout an
+    exception is raised inside it (between two bytecodes, a few times in case the import
+    catches it); if it is still alive after that (stuck in C code) it is abandoned, and the
+    error says so. Any exception the import raises, ``KeyboardInterrupt`` and other
+    ``BaseException`` subclasses included, is the file's own and is handed back here.
     """
-    import signal
+    import ctypes
     import threading
 
-    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise _ImportTookTooLong()
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        # repeats until the import lets the interruption through (it may catch the first one)
-        signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
-        try:
-            run()
-        except _ImportTookTooLong:
-            raise _too_long(path, seconds) from None
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        return
     outcome: list[BaseException | None] = []
 
     def target() -> None:
         try:
             run()
+            outcome.append(None)
+        except _ImportTookTooLong:
             outcome.append(None)
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)
@@ -106,6 +94,13 @@ def _run_with_timeout(run: Any, seconds: float, path: Path) -> None:
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        for _ in range(10):
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(worker.ident or 0), ctypes.py_object(_ImportTookTooLong)
+            )
+            worker.join(0.1)
+            if not worker.is_alive():
+                break
         raise _too_long(path, seconds)
     if outcome and outcome[0] is not None:
         raise outcome[0]
@@ -137,9 +132,6 @@ def load_tools_file(path: str | Path) -> list[Tool]:
     except ToolDefinitionError as exc:
         sys.modules.pop(module_name, None)
         raise ToolDefinitionError(f"{path}: {exc.message}", hint=exc.hint) from exc
-    except KeyboardInterrupt:
-        sys.modules.pop(module_name, None)
-        raise
     except BaseException as exc:  # SystemExit, GeneratorExit, a BaseException subclass...
         sys.modules.pop(module_name, None)
         raise _import_error(path, exc) from exc

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from edgeagent.errors import PolicyError, ToolValidationError
+from edgeagent.errors import ConfirmationUnavailable, PolicyError, ToolValidationError
 from edgeagent.tools.policy import Policy
 from edgeagent.tools.registry import Tool, ToolRegistry
 from edgeagent.types import CallStatus, ToolCall, ToolResult
@@ -90,10 +90,16 @@ class Executor:
     # --- one call -------------------------------------------------------------------------------
 
     def run(self, call: ToolCall) -> ToolResult:
-        """Validate, apply policy, confirm, run with a timeout and cap the output."""
+        """Validate, apply policy, confirm, run with a timeout and cap the output.
+
+        ``duration_s`` is the call's own time: the user's time in the confirmation prompt is
+        ``wait_s``, not part of it.
+        """
         start = time.perf_counter()
-        result = self._run(call)
-        result.duration_s = round(time.perf_counter() - start, 6)
+        waited: list[float] = []
+        result = self._run(call, waited)
+        result.wait_s = round(sum(waited), 6)
+        result.duration_s = round(max(0.0, time.perf_counter() - start - result.wait_s), 6)
         call.status = result.status
         call.error = result.error
         return result
@@ -103,7 +109,7 @@ class Executor:
             kw["error"] = _clip_error(kw["error"])
         return ToolResult(call_id=call.id, name=call.name, status=status, **kw)
 
-    def _run(self, call: ToolCall) -> ToolResult:
+    def _run(self, call: ToolCall, waited: list[float]) -> ToolResult:
         try:
             tool = self.registry.get(call.name)
         except ToolValidationError as exc:
@@ -128,7 +134,9 @@ class Executor:
         except PolicyError as exc:
             return self._result(call, "declined", error=str(exc), error_type=type(exc).__name__)
         if self.policy.needs_confirmation(tool):
+            asked = time.perf_counter()
             declined = self._ask(call, tool)
+            waited.append(time.perf_counter() - asked)
             if declined is not None:
                 return self._result(call, "declined", error=declined, error_type="PolicyError")
         return self._execute(call, tool, args)
@@ -137,11 +145,13 @@ class Executor:
         """None if confirmed, else the reason it was declined."""
         if self.confirm is None:
             return (
-                f"{tool.name} is a {tool.risk} tool and needs confirmation; "
-                "none was given (run with --yes to pre-approve)"
+                f"not run: {tool.name} is a {tool.risk} tool and needs confirmation, and none "
+                "was given; rerun with --yes to pre-approve"
             )
         try:
             approved = bool(self.confirm(call, tool))
+        except ConfirmationUnavailable as exc:
+            return f"not run: {tool.name} needs confirmation ({exc.message}); rerun with --yes"
         except Exception as exc:
             logger.warning("confirmation callback failed for %s: %s", tool.name, exc)
             return f"the confirmation prompt failed ({type(exc).__name__}: {exc}); not run"

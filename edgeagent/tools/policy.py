@@ -110,7 +110,17 @@ def must_exist(arg: str, kind: Literal["file", "dir"] | None = None) -> PathVali
         if value is None:
             return
         path = resolve_inside_roots(value, context_roots(context))
-        if not path.exists():
+        try:
+            path.lstat()
+            exists = path.exists()
+        except FileNotFoundError:
+            exists = False
+        except OSError as exc:  # a name too long, a permission problem on the way
+            raise ToolValidationError(
+                f"argument {arg!r}: {value!r} cannot be used: {exc.strerror}",
+                hint="check the name; list_dir shows what is in a folder",
+            ) from None
+        if not exists:
             raise ToolValidationError(
                 f"argument {arg!r}: {value!r} does not exist (looked for {path})",
                 hint="check the name; list_dir shows what is in a folder",

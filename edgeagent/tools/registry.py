@@ -84,6 +84,9 @@ class Tool:
     validators: tuple[Validator, ...] = ()
     source: str = "function"
     call_style: Literal["kwargs", "model"] = "kwargs"
+    # For tools whose result *is* the answer (calculator, clock): (arguments, output) ->
+    # (facts an answer must state at least one of, the answer to show when it states none).
+    grounding: Callable[[dict, str], tuple[tuple[str, ...], str] | None] | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -34,6 +34,7 @@ from tests.integration.remote_server import (
     drip_script,
     escalating_settings,
     flood_script,
+    http_head,
     json_body,
     nested_json,
     raw_server,
@@ -378,3 +379,112 @@ def test_cli_json_never_prints_nor_stores_an_echoed_key(smollm_path, tmp_path):
     assert files
     for path in files:
         assert leaked(path.read_bytes()) == [], path.name
+
+
+# --- hostile review: quadratic parsing, stacked encodings, floods of calls -----------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "```" + " " * 20_000 + "x",  # cubic under the old fence regex
+        "<tool_call>" * 50_000,  # quadratic under the old block regex
+    ],
+    ids=["fence", "tool_call"],
+)
+def test_hostile_content_parses_in_linear_time(content):
+    body = json.dumps(chat_completion({"content": content})).encode()
+    with raw_server(body_script(body)) as (url, _):
+        started = time.monotonic()
+        reply = chat(url)
+    assert time.monotonic() - started < TIMEOUT_S + SLACK_S
+    assert reply.calls == [] or all(c.status == "invalid" for c in reply.calls)
+
+
+def test_escaped_quotes_after_deep_brackets_parse_in_linear_time():
+    body = b"[" * 65 + b'"' + b'\\"' * 200_000
+    with raw_server(body_script(body)) as (url, _), pytest.raises(RemoteError):
+        started = time.monotonic()
+        try:
+            chat(url)
+        finally:
+            assert time.monotonic() - started < TIMEOUT_S + SLACK_S
+
+
+def _gzip(data: bytes, layers: int) -> bytes:
+    import gzip
+
+    for _ in range(layers):
+        data = gzip.compress(data, 9)
+    return data
+
+
+def _gzip_spaces(megabytes: int) -> bytes:
+    """A gzip stream of ``megabytes`` MB of spaces, built without holding them in memory."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b" " * (1024 * 1024)
+    out = [packer.compress(block) for _ in range(megabytes)]
+    return b"".join([*out, packer.flush()])
+
+
+def test_stacked_content_encodings_are_refused_before_expanding():
+    bomb = _gzip(_gzip_spaces(200), 1)  # two layers: a few hundred bytes, 200 MB inside
+    assert len(bomb) < 300_000
+
+    def script(seen, reply):
+        head = http_head(200, len(bomb), Content_Encoding="gzip, gzip")
+        return reply.send(head + bomb)
+
+    with raw_server(script) as (url, _), pytest.raises(RemoteError, match="content encoding"):
+        chat(url)
+
+
+def test_a_single_gzip_layer_is_decompressed_only_up_to_the_cap():
+    import resource
+
+    bomb = _gzip_spaces(300)  # 300 KB on the wire, 300 MB inside
+
+    def script(seen, reply):
+        return reply.send(http_head(200, len(bomb), Content_Encoding="gzip") + bomb)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with raw_server(script) as (url, _), pytest.raises(RemoteError, match="more than"):
+        chat(url)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 40  # the old reader grew by a whole decoded chunk (64+ MB)
+
+
+def test_a_well_formed_gzip_reply_still_works():
+    body = _gzip(json.dumps(chat_completion({"content": "Sunny."})).encode(), 1)
+
+    def script(seen, reply):
+        return reply.send(http_head(200, len(body), Content_Encoding="gzip") + body)
+
+    with raw_server(script) as (url, _):
+        assert chat(url).text == "Sunny."
+
+
+def test_a_reply_with_thousands_of_calls_gets_at_most_the_local_bound():
+    from edgeagent.agent.propose import MAX_PARALLEL_CALLS
+    from edgeagent.agent.router import screen_remote_calls
+    from edgeagent.tools.registry import ToolRegistry, tool_from_openai
+
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        for i in range(3000)
+    ]
+    calls = [
+        {**c, "function": {**c["function"], "arguments": json.dumps({"city": f"C{i}"})}}
+        for i, c in enumerate(calls)
+    ]
+
+    def responder(seen):
+        return json_body(chat_completion({"content": None, "tool_calls": calls}))
+
+    with canned_server(responder) as (url, _):
+        reply = chat(url)
+    validations = screen_remote_calls(reply.calls, ToolRegistry([tool_from_openai(WEATHER)]))
+    assert sum(v.valid for v in validations) == MAX_PARALLEL_CALLS
+    assert "at most 4 are considered" in (reply.calls[-1].error or "")

@@ -197,9 +197,9 @@ def test_tools_file_looping_at_import_is_stopped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(discovery, "IMPORT_TIMEOUT_S", 0.5)
     path = tmp_path / "loops.py"
-    # it even swallows the first interruption
+    # it swallows ordinary exceptions; the interruption is not one of them
     path.write_text(
-        TOOL + "while True:\n    try:\n        pass\n    except BaseException:\n        pass\n"
+        TOOL + "while True:\n    try:\n        pass\n    except Exception:\n        pass\n"
     )
     started = time.monotonic()
     with pytest.raises(ToolDefinitionError, match="took longer than 0.5 s"):
@@ -240,6 +240,45 @@ def test_cli_tools_list_with_a_hostile_tools_file_exits_cleanly(tmp_path):
     )
     assert proc.returncode == 1
     assert "Boom" in proc.stderr and "Traceback" not in proc.stderr
+
+
+HOSTILE_IMPORTS = {
+    "ignores the timer and swallows everything": (
+        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "while True:\n    try:\n        pass\n    except BaseException:\n        pass\n"
+    ),
+    "swallows every interruption": (
+        "while True:\n    try:\n        pass\n    except BaseException:\n        pass\n"
+    ),
+    "leaves a non-daemon thread spinning": (
+        "import threading, time\n"
+        "def spin():\n    while True:\n        time.sleep(0.05)\n"
+        "threading.Thread(target=spin).start()\n" + TOOL
+    ),
+    "raises KeyboardInterrupt": "raise KeyboardInterrupt\n",
+}
+
+
+@pytest.mark.parametrize("label", list(HOSTILE_IMPORTS))
+def test_cli_ends_whatever_a_tools_file_does_at_import(tmp_path, label):
+    """Hostile review: a file could defeat the old SIGALRM timeout, or keep the CLI from exiting."""
+    path = tmp_path / "hostile.py"
+    path.write_text(HOSTILE_IMPORTS[label])
+    env = {**os.environ, "EDGEAGENT_HOME": str(tmp_path / "home")}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeagent.cli", "tools", "list", "--tools", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    assert time.monotonic() - started < 60
+    assert "Traceback" not in proc.stderr
+    if label == "leaves a non-daemon thread spinning":
+        assert proc.returncode == 0 and "ping" in proc.stdout
+    else:
+        assert proc.returncode == 1 and str(path) in proc.stderr, proc.stderr
 
 
 def test_tools_file_that_is_a_fifo_is_refused(tmp_path):
@@ -343,3 +382,53 @@ def test_answer_confidence_without_evidence_is_zero():
     text = '{"name":"f","arguments":{"x":"a"}}'
     nan_call = [TokenChoice(i, ch, math.nan, math.nan, False) for i, ch in enumerate(text)]
     assert call_confidences(nan_call, 1, [1.0])[0].score < 0.2
+
+
+# ---- hostile review: terminal, ids, names, roots ------------------------------------------
+
+
+def test_terminal_control_sequences_never_reach_the_terminal():
+    from edgeagent.cli import terminal_safe
+
+    hostile = "ok\x1b]52;c;SGVsbG8=\x07\x1b[2J\u202egnp.exe\x9b31m\nnext\tline"
+    shown = terminal_safe(hostile)
+    assert not any(c in shown for c in "\x1b\x07\x9b\u202e")
+    assert shown.endswith("\nnext\tline")  # newlines and tabs are kept
+    assert json.loads(terminal_safe(json.dumps(hostile, ensure_ascii=False))) == hostile
+
+
+def test_logs_with_an_absurd_id_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEAGENT_DB_PATH", str(tmp_path / "h.db"))
+    result = CliRunner().invoke(cli, ["logs", "--id", "a" * 100_000])
+    assert result.exit_code == 1 and "is not a request id" in result.output
+
+
+def test_a_name_too_long_is_an_invalid_call_not_an_oserror(tmp_path):
+    from edgeagent.agent.validate import validate_call
+    from edgeagent.tools.builtin import make_builtin_tools
+    from edgeagent.tools.context import ToolContext
+    from edgeagent.tools.registry import ToolRegistry
+    from edgeagent.types import ToolCall
+
+    context = ToolContext(load_settings(allowed_roots=(tmp_path,)))
+    registry = ToolRegistry(make_builtin_tools(context))
+    verdict = validate_call(ToolCall("read_file", {"path": "x" * 300}), registry, context)
+    assert not verdict.valid and "cannot be used" in verdict.error
+    assert "OSError" not in verdict.error
+
+
+def test_allowed_roots_must_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEAGENT_ALLOWED_ROOTS", f"{tmp_path / 'missing'}:{tmp_path}")
+    with pytest.raises(ConfigError, match="is not an existing folder"):
+        load_settings()
+
+
+def test_a_ref_cycle_without_a_base_case_is_noted_not_silently_dropped():
+    from edgeagent.grammar.compiler import compile_schema
+
+    schema = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/A"}},
+        "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}},
+    }
+    assert any("can never finish" in note for note in compile_schema(schema).notes)

@@ -38,6 +38,7 @@ EXPECTED = {
     "model folder",
     "models",
     "database",
+    "allowed roots",
     "network",
 }
 SECRET = "sk-test-S3CRET-0123456789"
@@ -356,3 +357,11 @@ def test_energy_check_reports_source_and_fix(tmp_path):
     assert "chmod o+r" in denied.fix
     readable = check_energy(settings, powercap_root=tmp_path / "powercap", system="Linux")
     assert readable.status == "ok" and readable.detail.startswith("measured by rapl")
+
+
+def test_wide_allowed_roots_are_a_warning(tmp_path):
+    from edgeagent.doctor import check_roots
+
+    assert check_roots(load_settings(allowed_roots=(tmp_path,))).status == "ok"
+    wide = check_roots(load_settings(allowed_roots=("/",)))
+    assert wide.status == "warn" and wide.fix

@@ -182,6 +182,33 @@ def test_write_declined_by_the_user(context: ToolContext, root: Path) -> None:
     assert not (root / "out.txt").exists()
 
 
+def test_no_terminal_says_not_run_and_how_to_approve(context: ToolContext, root: Path) -> None:
+    """Issue 9: without a terminal nobody was asked, so "the user declined" would be a lie."""
+    from edgeagent.errors import ConfirmationUnavailable
+
+    def confirm(call: ToolCall, tool: Tool) -> bool:
+        raise ConfirmationUnavailable("no terminal to ask on")
+
+    ex = Executor(builtins(context), Policy(), context, confirm=confirm)
+    result = ex.run(ToolCall("write_file", {"path": "out.txt", "content": "hi"}))
+    assert result.status == "declined"
+    assert result.error == (
+        "not run: write_file needs confirmation (no terminal to ask on); rerun with --yes"
+    )
+    assert "user declined" not in result.error and not (root / "out.txt").exists()
+
+
+def test_time_waiting_for_the_user_is_not_the_calls_duration(context: ToolContext) -> None:
+    def slow_user(call: ToolCall, tool: Tool) -> bool:
+        time.sleep(0.4)
+        return True
+
+    ex = Executor(builtins(context), Policy(), context, confirm=slow_user)
+    result = ex.run(ToolCall("write_file", {"path": "out.txt", "content": "hi"}))
+    assert result.status == "ok"
+    assert result.wait_s >= 0.4 and result.duration_s < 0.2
+
+
 def test_write_confirmed_or_pre_approved_is_written(context: ToolContext, root: Path) -> None:
     ex = Executor(builtins(context), Policy(), context, confirm=lambda call, tool: True)
     result = ex.run(ToolCall("write_file", {"path": "out.txt", "content": "hi"}))

@@ -81,3 +81,12 @@ def test_store_scrubber_uses_every_encoding():
     assert KEY not in out and json.dumps(KEY)[1:-1] not in out
     assert "[redacted]" in out
     assert scrub_secrets(None, [KEY]) is None
+
+
+def test_hex_and_fully_unicode_escaped_forms_are_scrubbed():
+    from edgeagent.secrets import scrub
+
+    key = 'sk-"q\\b-ECHO-7731'
+    raw = key.encode()
+    for form in (raw.hex(), raw.hex().upper(), "".join(f"\\u{ord(c):04x}" for c in key)):
+        assert scrub(f"x {form} y", [key]) == "x [redacted] y"

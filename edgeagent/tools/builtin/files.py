@@ -232,6 +232,9 @@ def make_file_tools(context: ToolContext) -> list[Tool]:
         stopped = ""
         with _located(context, path) as (top, place), _tree(place, path) as (base, tree):
             for rel, dir_fd, files in tree:
+                if time.monotonic() > deadline:  # also bounds walking folders of non-matches
+                    stopped = f"[stopped after {SEARCH_TIME_BUDGET_S:g} s, {scanned} files scanned]"
+                    break
                 for name, info in files:
                     shown = "/".join((*base, *rel, name))
                     if not (

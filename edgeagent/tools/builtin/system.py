@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime
+import json
 import math
 import operator
 from collections.abc import Callable
@@ -270,10 +272,51 @@ def system_status() -> dict:
     return out
 
 
+def _calculator_grounding(arguments: dict, output: str) -> tuple[tuple[str, ...], str]:
+    """The calculator's value must be in the answer (as written, or with thousands commas)."""
+    facts = [output]
+    try:
+        value = float(output)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        facts.append(f"{int(value):,}")
+    elif math.isfinite(value):  # a rounded value is the same result
+        facts.extend(f"{value:.{digits}f}" for digits in (1, 2, 3, 4))
+    return tuple(facts), f"{arguments.get('expression', '').strip()} = {output}"
+
+
+def _time_grounding(arguments: dict, output: str) -> tuple[tuple[str, ...], str] | None:
+    """The answer must state the date, the time or the weekday the clock returned."""
+    try:
+        data = json.loads(output)
+        now = datetime.datetime.fromisoformat(data["iso"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    month, weekday = now.strftime("%B"), now.strftime("%A")
+    facts = (
+        now.strftime("%H:%M"),
+        f"{now.hour % 12 or 12}:{now.minute:02d}",
+        now.date().isoformat(),
+        f"{month} {now.day}",
+        f"{now.day} {month}",
+        weekday,
+    )
+    when = f"{weekday}, {month} {now.day}, {now.year}, {now.strftime('%H:%M')}"
+    shown = f"It is {when} ({data.get('timezone', 'local')})."
+    return facts, shown
+
+
 def make_system_tools(context: ToolContext) -> list[Tool]:
     """calculator, current_time and system_status (all read-only)."""
     return [
-        tool_from_function(calculator, validators=(_expression_validator,)),
-        tool_from_function(current_time, validators=(_timezone_validator,)),
+        dataclasses.replace(
+            tool_from_function(calculator, validators=(_expression_validator,)),
+            grounding=_calculator_grounding,
+        ),
+        dataclasses.replace(
+            tool_from_function(current_time, validators=(_timezone_validator,)),
+            grounding=_time_grounding,
+        ),
         tool_from_function(system_status),
     ]

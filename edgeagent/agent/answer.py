@@ -1,0 +1,131 @@
+"""What the user reads: the model's answer cleaned of leaked markup, checked against tool results,
+and honest about where the decode stopped.
+
+A small model often echoes the ``<tool_result>`` block it was shown, starts a new chat turn
+(``<|im_start|>``), recomputes what the calculator already computed (and gets it wrong), or runs
+into its token bound mid-sentence. Each of these is repaired here or said out loud, never passed on
+silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from edgeagent.agent.prompt import RESULT_CLOSE, RESULT_OPEN
+
+# Markup that must never reach an answer: our tool-result delimiters and the turn markers of the
+# chat families we support. The answer is cut where the first one starts (what follows is the
+# model talking to itself).
+LEAK_MARKERS: tuple[str, ...] = (
+    RESULT_OPEN,
+    RESULT_CLOSE,
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|begin_of_text|>",
+    "<|assistant|>",
+    "<|user|>",
+    "<|system|>",
+    "<|end|>",
+    "[INST]",
+    "[/INST]",
+    "<tool_call>",
+    "</tool_call>",
+)
+NO_ANSWER = "I could not produce an answer to this request."
+
+
+@dataclass(frozen=True)
+class CleanAnswer:
+    """The answer as shown, and what was done to it (notices for the user)."""
+
+    text: str
+    notices: tuple[str, ...] = ()
+
+
+def strip_leaks(text: str, extra_markers: Iterable[str] = ()) -> tuple[str, bool]:
+    """``text`` cut at the first leaked marker (and trimmed); whether anything was cut."""
+    markers = [m for m in (*LEAK_MARKERS, *extra_markers) if m]
+    cut = min((i for m in markers if (i := text.find(m)) != -1), default=-1)
+    if cut == -1:
+        return text.strip(), False
+    return text[:cut].strip(), True
+
+
+def stop_notice(finish_reason: str, *, raw_chars: int, settings) -> str | None:
+    """A notice when the decode ended at a bound rather than where the model stopped."""
+    if finish_reason == "length":
+        return (
+            f"the answer was cut at the {settings.max_tokens}-token limit "
+            "(raise max_tokens to get more)"
+        )
+    if finish_reason == "timeout":
+        return (
+            f"the answer was cut at the {settings.decode_timeout_s:g} s time limit "
+            "(raise decode_timeout_s to get more)"
+        )
+    if finish_reason == "repetition":
+        return "the answer was stopped because the model kept repeating itself"
+    if finish_reason == "grammar" and raw_chars >= settings.answer_cap:
+        return (
+            f"the answer was cut at {settings.answer_cap} characters (raise answer_cap to get more)"
+        )
+    return None
+
+
+def clean_answer(
+    text: str,
+    *,
+    finish_reason: str = "stop",
+    settings=None,
+    extra_markers: Iterable[str] = (),
+) -> CleanAnswer:
+    """The answer without leaked markup, never blank, with notices for what happened."""
+    notices: list[str] = []
+    cleaned, cut = strip_leaks(text, extra_markers)
+    if cut:
+        notices.append("removed chat markup the model wrote into its answer")
+    if settings is not None:
+        notice = stop_notice(finish_reason, raw_chars=len(text), settings=settings)
+        if notice:
+            notices.append(notice)
+    if not cleaned:
+        notices.append("the model produced an empty answer (confidence 0)")
+        cleaned = NO_ANSWER
+    return CleanAnswer(cleaned, tuple(notices))
+
+
+def _normalized(text: str) -> str:
+    return " ".join(text.lower().replace(",", "").split())
+
+
+def ground_answer(
+    answer: str, groundings: Sequence[tuple[tuple[str, ...], str, str]]
+) -> CleanAnswer:
+    """Make sure the answer carries the result of each value tool that ran (calculator, time).
+
+    ``groundings`` holds ``(facts, direct_answer, tool_name)`` for each successful call whose tool
+    defines ``grounding``. When the answer misses every fact of one of them (the model recomputed
+    "12 * 7 = 80", or described the tool instead of using it), the tools' own direct answers
+    replace it, with a notice.
+    """
+    shown = _normalized(answer)
+    missing = [
+        name
+        for facts, _direct, name in groundings
+        if facts and not any(_normalized(f) in shown for f in facts if f)
+    ]
+    if not missing:
+        return CleanAnswer(answer)
+    direct = "\n".join(dict.fromkeys(d for _facts, d, _name in groundings))
+    tools = ", ".join(dict.fromkeys(missing))
+    return CleanAnswer(
+        direct,
+        (f"the model's answer did not use the result of {tools}; showing the result instead",),
+    )
