@@ -9,6 +9,8 @@ silently.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -129,3 +131,58 @@ def ground_answer(
         direct,
         (f"the model's answer did not use the result of {tools}; showing the result instead",),
     )
+
+
+_CONTENT_WORD = re.compile(r"[a-z0-9][a-z0-9_.\-]{2,}")
+MAX_SHOWN_RESULT = 1500
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.strip(".-_") for w in _CONTENT_WORD.findall(text.lower())} - {""}
+
+
+def show_result(name: str, output: str) -> str:
+    """A tool's output as the user reads it: JSON objects as ``key: value`` lines, capped."""
+    text = output
+    try:
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        text = "\n".join(
+            f"{k}: {v if isinstance(v, str | int | float) or v is None else json.dumps(v)}"
+            for k, v in data.items()
+        )
+    if len(text) > MAX_SHOWN_RESULT:
+        text = text[:MAX_SHOWN_RESULT] + f"\n[... {len(text) - MAX_SHOWN_RESULT} more characters]"
+    return f"{name} returned:\n{text}"
+
+
+def ground_in_results(
+    answer: str, results: Sequence[tuple[str, str]], request_text: str, ignore: Iterable[str] = ()
+) -> CleanAnswer:
+    """Show the results when the answer uses none of them.
+
+    ``results`` are ``(tool name, output)`` of the successful calls of this request. An answer
+    that shares no content word with any output (beyond the words of the request itself and of
+    the tool names, e.g. one that recites a tool's description) did not use them: the results
+    are shown instead, so the user reads data, not a guess.
+    """
+    outputs = [(n, o) for n, o in results if o.strip()]
+    if not outputs:
+        return CleanAnswer(answer)
+    said = _content_words(request_text) | {w.lower() for w in ignore}
+    found = set().union(*(_content_words(o) for _n, o in outputs)) - said
+    if not found or _content_words(answer) & found:
+        return CleanAnswer(answer)
+    name, output = outputs[-1]
+    return CleanAnswer(
+        show_result(name, output),
+        (f"the model's answer did not use what {name} returned; showing the result",),
+    )
+
+
+def not_done_lines(failures: Sequence[tuple[str, str]]) -> str:
+    """One honest line per call that did not run or failed: ``Not done: TOOL: why``."""
+    lines = dict.fromkeys(f"Not done: {name}: {why}" for name, why in failures)
+    return "\n".join(lines)

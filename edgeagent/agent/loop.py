@@ -90,6 +90,10 @@ class Agent:
         self.remote_client = remote_client
         self.history: list[dict] = []
         self._hold_local = False
+        # per request: value-tool facts, successful outputs and failures, for the final answer
+        self._groundings: list = []
+        self._outputs: list[tuple[str, str]] = []
+        self._failures: list[tuple[str, str]] = []
         self._warmed = False
         self.prefix_source = "none"
         self.conversation_id = (
@@ -200,8 +204,8 @@ class Agent:
             self.on_event(Notice(request_id, notice, "warning"))
 
     def _steps(self, request_id: str, result: AgentResult) -> None:
-        mode, succeeded = "auto", set()
-        self._groundings = []
+        mode, succeeded, failed = "auto", set(), set()
+        self._groundings, self._outputs, self._failures = [], [], []
         for step in range(1, self.settings.max_steps + 1):
             result.steps = step
             proposal = self.proposer.propose(
@@ -248,18 +252,19 @@ class Agent:
                 result.answer = f"I could not make a valid tool call: {reason}"
                 self._append("assistant", result.answer)
                 return
-            fresh = [c for c in valid if _signature(c) not in succeeded]
+            fresh = [c for c in valid if _signature(c) not in succeeded | failed]
             if not fresh:
-                # the same successful call again: it is not run twice; the model answers from
-                # the result it already has
+                # the same call again: a success is not run twice, a refusal or failure is not
+                # retried as is; the model answers from what it has
                 for call in valid:
-                    call.status, call.error = "skipped", "already ran with these arguments"
+                    call.status, call.error = "skipped", "already tried with these arguments"
                 self.on_event(Notice(request_id, "repeated call not run; asking for the answer"))
                 mode = "none"
                 continue
             results = self.executor.run_many(fresh)
             self._feed_back(request_id, proposal, fresh, results, result)
-            succeeded.update(_signature(c) for c, r in zip(fresh, results, strict=True) if r.ok)
+            for call, res in zip(fresh, results, strict=True):
+                (succeeded if res.ok else failed).add(_signature(call))
             mode = "auto"
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
@@ -285,6 +290,10 @@ class Agent:
             found = grounding(call.arguments, res.output) if grounding else None
             if found:
                 self._groundings.append((*found, call.name))
+            if res.ok:
+                self._outputs.append((call.name, res.output))
+            elif res.status in ("declined", "error", "timeout", "not_executed"):
+                self._failures.append((call.name, res.error or res.status))
             self.on_event(CallExecuted(request_id, call, res))
             if self.store:
                 self.store.update_tool_call(call.id, res)
@@ -299,7 +308,12 @@ class Agent:
     ) -> str:
         """The answer as shown: no leaked markup, grounded in value-tool results, honest about
         where the decode stopped; every repair is a notice."""
-        from edgeagent.agent.answer import clean_answer, ground_answer
+        from edgeagent.agent.answer import (
+            clean_answer,
+            ground_answer,
+            ground_in_results,
+            not_done_lines,
+        )
 
         template = self.model.template
         result.finish_reason = "stop" if remote else proposal.finish_reason
@@ -310,15 +324,31 @@ class Agent:
             extra_markers=() if remote else (template.eos_token, template.bos_token),
         )
         grounded = ground_answer(cleaned.text, self._groundings)
+        if not grounded.notices:
+            called = [self.registry.get(n) for n, _ in self._outputs if n in self.registry]
+            ignore = {t.name for t in self.registry} | {
+                w for t in called for w in t.description.lower().split()
+            }
+            grounded = ground_in_results(
+                grounded.text, self._outputs, self.proposer.request_text, ignore
+            )
+        text = grounded.text
+        if self._failures and "Not done:" not in text:
+            text = f"{text}\n\n{not_done_lines(self._failures)}"
         for notice in (*cleaned.notices, *grounded.notices):
             result.notices.append(notice)
             self.on_event(Notice(request_id, notice, "warning"))
-        return grounded.text
+        return text
 
     @staticmethod
     def _fallback_answer(result: AgentResult) -> str:
+        """At the step limit: the last result shown as data, and what was not done."""
+        from edgeagent.agent.answer import not_done_lines, show_result
+
         ok = [r for r in result.results if r.ok]
-        return ok[-1].output[:2000] if ok else "I could not finish this request."
+        text = show_result(ok[-1].name, ok[-1].output) if ok else "I could not finish this request."
+        failed = [(r.name, r.error or r.status) for r in result.results if not r.ok]
+        return f"{text}\n\n{not_done_lines(failed)}" if failed else text
 
     # ---- history -------------------------------------------------------------------------
 

@@ -147,6 +147,7 @@ class LocalProposer:
         self.engine_name = self.engine.info.name if self.engine else "none"
         self.system = system_prompt(list(registry), system_extra)
         self.prefix_cache = None
+        self.request_text = ""  # the user's last message, for the degenerate-value check
 
     def warm_prefix(self):
         """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
@@ -209,6 +210,9 @@ class LocalProposer:
     ) -> Proposal:
         """Decode once under the envelope; validate; repair once if invalid; score confidence."""
         messages = [{"role": "system", "content": self.system}, *as_chat_dicts(conversation)]
+        self.request_text = next(
+            (m["content"] for m in reversed(messages) if m["role"] == "user"), ""
+        )
         if not len(self.registry):
             mode = "free"
         gen, engine = self._decode(messages, mode, on_text)
@@ -253,7 +257,10 @@ class LocalProposer:
                 parsed.strip(), [], [], conf.score, usage, text, repaired, engine, gen.finish_reason
             )
         calls = [ToolCall(p.name, dict(p.arguments), repaired=repaired) for p in parsed]
-        validations = [validate_call(c, self.registry, context) for c in calls]
+        validations = [
+            validate_call(c, self.registry, context, getattr(self, "request_text", ""))
+            for c in calls
+        ]
         verdicts = [(0.6 if repaired else 1.0) if v.valid else 0.0 for v in validations]
         for call, conf in zip(
             calls, call_confidences(gen.choices, len(calls), verdicts), strict=True
