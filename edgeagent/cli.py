@@ -351,6 +351,15 @@ def tools() -> None:
     """The tool registry: built-ins, plugins and --tools files."""
 
 
+def _words(text: str, width: int = 70) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis when longer than ``width``."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1].rsplit(" ", 1)[0] or flat[: width - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def _registry(tools_files: tuple[str, ...]):
     from pathlib import Path
 
@@ -388,7 +397,7 @@ def tools_list(tools_files: tuple[str, ...], as_json: bool) -> None:
         _print_json(rows)
         return
     for row in rows:
-        _echo(f"{row['name']:16} {row['risk']:8} {row['source']:10} {row['description'][:70]}")
+        _echo(f"{row['name']:16} {row['risk']:8} {row['source']:10} {_words(row['description'])}")
 
 
 @tools.command("show")

@@ -92,6 +92,8 @@ class Agent:
         self._hold_local = False
         # per request: value-tool facts, successful outputs and failures, for the final answer
         self._groundings: list = []
+        self._request_started = time.perf_counter()
+        self._built_prefix_tokens = 0
         self._outputs: list[tuple[str, str]] = []
         self._failures: list[tuple[str, str]] = []
         self._warmed = False
@@ -166,6 +168,7 @@ class Agent:
         result = AgentResult(request_id, "", model=self.model.path.name)
         meter = select_energy_meter(self.settings)
         meter.start()
+        self._request_started = started
         self._warm_prefix(request_id, result)
         self._hold_local = False  # set once a local-only tool has run in this request
         self._append("user", prompt)
@@ -198,6 +201,8 @@ class Agent:
         try:
             warm = self.proposer.warm_prefix()
             self.prefix_source = warm.source
+            # built now, in this request: those prompt tokens were computed, not reused
+            self._built_prefix_tokens = warm.prefix_tokens if warm.source == "cold" else 0
         except Exception as exc:  # noqa: BLE001 - a cache problem must not fail the request
             notice = f"prefix cache unavailable ({type(exc).__name__}: {exc}); continuing cold"
             result.notices.append(notice)
@@ -214,7 +219,26 @@ class Agent:
                 context=self.context,
                 on_text=lambda text: self.on_event(TokenDelta(request_id, text)),
             )
+            if step == 1:
+                # time to first token is from the request to the first token the user could
+                # see: loading or building the prompt cache is part of it
+                before = time.perf_counter() - self._request_started - proposal.usage.total_s
+                proposal.usage.ttft_s += max(0.0, before)
+                built, self._built_prefix_tokens = self._built_prefix_tokens, 0
+                proposal.usage.cached_prompt_tokens = max(
+                    0, proposal.usage.cached_prompt_tokens - built
+                )
             result.usage.add(proposal.usage)
+            if proposal.dropped_turns:
+                # the oldest exchanges no longer fit the context: they leave the working
+                # history (they stay in the database), and the user is told
+                del self.history[: proposal.dropped_turns]
+                notice = (
+                    f"left out the {proposal.dropped_turns} oldest turns of this conversation "
+                    "to fit the model's context"
+                )
+                result.notices.append(notice)
+                self.on_event(Notice(request_id, notice))
             if proposal.duplicates_dropped:
                 notice = f"dropped {proposal.duplicates_dropped} repeated identical call(s)"
                 result.notices.append(notice)

@@ -36,6 +36,7 @@ class Proposal:
     error: str | None = None
     duplicates_dropped: int = 0
     written: list = field(default_factory=list)  # the kept calls as the model wrote them
+    dropped_turns: int = 0  # leading conversation turns left out to fit the context
 
     @property
     def valid(self) -> bool:
@@ -170,6 +171,32 @@ class LocalProposer:
             string_cap=self.settings.string_cap,
         )
 
+    def _fit(self, turns: list[dict]) -> int:
+        """How many leading turns to leave out so the prompt fits the context (0 if it fits).
+
+        Whole exchanges go, oldest first, from one user turn to the next; the system prompt
+        (the cached prefix) and the current request with everything after it always stay.
+        """
+        room = self.model.n_ctx - self.settings.max_tokens - 8
+
+        def size(start: int) -> int:
+            messages = [{"role": "system", "content": self.system}, *turns[start:]]
+            return len(self.model.tokenize(self.model.render(messages)))
+
+        if size(0) <= room:
+            return 0
+        users = [i for i, t in enumerate(turns) if t["role"] == "user"][1:]
+        if not users:
+            return 0
+        low, high = 0, len(users) - 1  # the fewest exchanges to leave out (binary search)
+        while low < high:
+            middle = (low + high) // 2
+            if size(users[middle]) <= room:
+                high = middle
+            else:
+                low = middle + 1
+        return users[low]  # if even this is too long, the decode says so; nothing is hidden
+
     def _bounds(self) -> dict:
         return {"max_tokens": self.settings.max_tokens, "timeout_s": self.settings.decode_timeout_s}
 
@@ -209,7 +236,9 @@ class LocalProposer:
         allow_repair: bool = True,
     ) -> Proposal:
         """Decode once under the envelope; validate; repair once if invalid; score confidence."""
-        messages = [{"role": "system", "content": self.system}, *as_chat_dicts(conversation)]
+        turns = as_chat_dicts(conversation)
+        dropped = self._fit(turns)
+        messages = [{"role": "system", "content": self.system}, *turns[dropped:]]
         self.request_text = next(
             (m["content"] for m in reversed(messages) if m["role"] == "user"), ""
         )
@@ -218,6 +247,7 @@ class LocalProposer:
         gen, engine = self._decode(messages, mode, on_text)
         usage = _usage_of(gen)
         proposal = self._read(gen, usage, engine, context)
+        proposal.dropped_turns = dropped
         if proposal.valid or not allow_repair:
             return proposal
         error = "; ".join(v.error or "" for v in proposal.validations if not v.valid)
@@ -235,6 +265,7 @@ class LocalProposer:
         gen2, engine = self._decode(repair, repair_mode, None, max_calls)
         usage.add(_usage_of(gen2))
         repaired = self._read(gen2, usage, engine, context, repaired=True)
+        repaired.dropped_turns = dropped
         if repaired.valid:
             return repaired
         proposal.usage = usage

@@ -161,22 +161,27 @@ class ProgressBar:
     def __init__(
         self, label: str, file: IO[str] | None = None, disable: bool | None = None
     ) -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(
-            desc=label,
-            total=None,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=file if file is not None else sys.stderr,
-            disable=disable,
-            leave=True,
-            dynamic_ncols=True,
-        )
+        self._options = {
+            "desc": label,
+            "total": None,
+            "unit": "B",
+            "unit_scale": True,
+            "unit_divisor": 1024,
+            "file": file if file is not None else sys.stderr,
+            "disable": disable,
+            "leave": True,
+            "dynamic_ncols": True,
+        }
+        self._bar = None  # drawn on the first byte: an installed model shows no empty bar
         self._done = 0
 
     def __call__(self, done: int, total: int | None) -> None:
+        if self._bar is None:
+            if done <= 0 and (total is None or total <= 0):
+                return
+            from tqdm import tqdm
+
+            self._bar = tqdm(**self._options)
         if total is not None and self._bar.total != total:
             self._bar.total = total
         if done != self._done:
@@ -186,7 +191,8 @@ class ProgressBar:
             self.close()
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> ProgressBar:
         return self

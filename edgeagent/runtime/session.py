@@ -15,10 +15,37 @@ def load_local_model(settings: Settings, *, progress: bool = False):
 
     bar = make_progress_bar(settings.model) if progress else None
     path = resolve_model(settings.model, settings, offline=settings.offline, progress=bar)
-    warning = check_ram(path.stat().st_size)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in (check_ram(path.stat().st_size), base_model_warning(path)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     return LocalModel(path, settings)
+
+
+_INSTRUCT_MARKERS = ("instruct", "chat", "-it", "_it", ".it", "-fc", "hermes", "assistant")
+
+
+def base_model_warning(path) -> str | None:
+    """A warning when the model is a base (not instruction-tuned) model: it will not chat well.
+
+    The catalog says so for its models; for other files the GGUF's name is the clue.
+    """
+    from pathlib import Path
+
+    from edgeagent.runtime.catalog import load_catalog
+
+    name = Path(path).name
+    entry = next((e for e in load_catalog().entries if e.file == name), None)
+    if entry is not None:
+        base = not entry.instruct
+    else:
+        base = not any(marker in name.lower() for marker in _INSTRUCT_MARKERS)
+    if not base:
+        return None
+    return (
+        f"{name} looks like a base model, not an instruction-tuned one: it continues text rather "
+        "than following requests, so expect it to echo the prompt or tool results; choose an "
+        "instruct model (edgeagent models recommend)"
+    )
 
 
 _LOADED: dict[tuple, object] = {}

@@ -139,3 +139,37 @@ def test_propose_calls_keeps_the_callers_system_message(model, tmp_path, monkeyp
     system = first[0]["content"]
     assert "Always use fahrenheit." in system
     assert system.index("Always use fahrenheit.") < system.index("get_weather")
+
+
+def test_a_long_conversation_keeps_working_by_leaving_out_old_turns(smollm_model, tmp_path):
+    """Issue 9: one Agent failed every request after ~120 short turns (context exceeded)."""
+    settings = settings_for(tmp_path, max_tokens=16, n_ctx=2048)
+    agent = Agent(settings, model=smollm_model, tools=[], store=False)
+    smollm_model.n_ctx = 640  # a small window: the same logic, a tenth of the prompt to evaluate
+    for i in range(150):
+        agent.history.append({"role": "user", "content": f"Remember the number {i}."})
+        agent.history.append({"role": "assistant", "content": f"Noted: {i}."})
+    try:
+        result = agent.run("Say OK.")
+    finally:
+        smollm_model.n_ctx = smollm_model.llama.n_ctx()
+    assert result.answer
+    assert any("oldest turns" in n for n in result.notices)
+    assert len(agent.history) < 300 and agent.history[-2]["content"] == "Say OK."
+
+
+def test_first_request_counts_building_the_prefix_in_ttft(smollm_path, tmp_path):
+    """Issue 9: a fresh home spent seconds building the prefix cache but reported ttft 0.11 s
+    and the prefix as cached."""
+    model = LocalModel(smollm_path, load_settings(n_ctx=2048))
+    try:
+        settings = settings_for(tmp_path, max_tokens=24)
+        agent = Agent(settings, model=model, store=False)
+        first = agent.run("What is 2+2?")
+        assert agent.prefix_source == "cold"
+        assert first.usage.cached_prompt_tokens == 0
+        second = agent.run("What is 3+3?")
+        assert second.usage.cached_prompt_tokens > 0
+        assert first.usage.ttft_s > second.usage.ttft_s
+    finally:
+        model.close()

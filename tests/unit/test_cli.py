@@ -204,3 +204,36 @@ def test_eval_bfcl_unknown_category_is_a_clear_error():
     result = CliRunner().invoke(cli, ["eval", "bfcl", "--categories", "nonsense", "--limit", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "nonsense" in result.output
+
+
+def test_tools_list_cuts_descriptions_at_a_word():
+    from edgeagent.cli import _words
+
+    text = "Search text files for a phrase (case-insensitive); returns file:line: text"
+    cut = _words(text)
+    assert len(cut) <= 70 and cut.endswith("…") and text.startswith(cut[:-1])
+    assert _words("short one") == "short one"
+
+
+def test_no_progress_bar_for_a_model_already_installed():
+    import io
+
+    from edgeagent.runtime.download import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar("m", file=stream, disable=False)
+    bar.close()
+    assert stream.getvalue() == ""
+    bar = ProgressBar("m", file=stream, disable=False)
+    bar(512, 1024)
+    bar(1024, 1024)
+    assert "1.00k" in stream.getvalue() or "1.0k" in stream.getvalue()
+
+
+def test_base_models_get_a_warning():
+    from edgeagent.runtime.session import base_model_warning
+
+    assert base_model_warning("gemma-3-270m-q4_k_m.gguf")
+    assert base_model_warning("SmolLM2-135M-Instruct.Q4_1.gguf") is None
+    assert base_model_warning("/tmp/Qwen2.5-1.5B-Instruct-Q4_K_M.gguf") is None
+    assert base_model_warning("/tmp/mystery-base-7b.gguf")
