@@ -48,6 +48,7 @@ class Settings:
     offline: bool = False
     confidence_threshold: float = 0.5
     call_bias: float = 8.0
+    tool_retrieval: bool = True
     call_repeat_penalty: float = 1.1
     remote_url: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)

@@ -149,6 +149,7 @@ class LocalProposer:
         self.system = system_prompt(list(registry), system_extra)
         self.prefix_cache = None
         self.request_text = ""  # the user's last message, for the degenerate-value check
+        self.matches: list = []  # the tools the last request matched (agent.retrieval)
 
     def warm_prefix(self):
         """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
@@ -159,10 +160,12 @@ class LocalProposer:
         prefix = stable_prefix_text(self.model, self.system)
         return self.prefix_cache.warm(self.model, prefix)
 
-    def envelope(self, mode: str, max_calls: int = MAX_PARALLEL_CALLS):
+    def envelope(self, mode: str, max_calls: int = MAX_PARALLEL_CALLS, view=None):
+        """The tool-choice grammar over the registry, or over the tools in ``view`` only."""
         from edgeagent.grammar.envelope import build_envelope
 
-        tools = [(t.name, t.parameters) for t in self.registry]
+        shown = set(view) if view else None
+        tools = [(t.name, t.parameters) for t in self.registry if shown is None or t.name in shown]
         return build_envelope(
             tools,
             mode=mode,
@@ -201,7 +204,12 @@ class LocalProposer:
         return {"max_tokens": self.settings.max_tokens, "timeout_s": self.settings.decode_timeout_s}
 
     def _decode(
-        self, messages: list[dict], mode: str, on_text, max_calls: int = MAX_PARALLEL_CALLS
+        self,
+        messages: list[dict],
+        mode: str,
+        on_text,
+        max_calls: int = MAX_PARALLEL_CALLS,
+        view=None,
     ) -> tuple:
         from edgeagent.grammar.engine import constrain
 
@@ -211,7 +219,7 @@ class LocalProposer:
                 prompt, on_text=on_text, temperature=0.0, repeat_penalty=1.15, **self._bounds()
             )
             return gen, "none"
-        constraint, info = constrain(self.engine, self.envelope(mode, max_calls).gbnf)
+        constraint, info = constrain(self.engine, self.envelope(mode, max_calls, view).gbnf)
         bias = None
         if mode == "auto" and self.settings.call_bias:
             bias = dict.fromkeys(self.model.call_start_tokens(), self.settings.call_bias)
@@ -244,7 +252,15 @@ class LocalProposer:
         )
         if not len(self.registry):
             mode = "free"
-        gen, engine = self._decode(messages, mode, on_text)
+        view = None
+        if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
+            from edgeagent.agent.retrieval import match_tools, tools_in_view
+
+            self.matches = match_tools(self.request_text, list(self.registry))
+            view = tools_in_view(self.matches)
+            if not view:
+                mode = "none"  # the request is about none of the tools: answer it in text
+        gen, engine = self._decode(messages, mode, on_text, view=view)
         usage = _usage_of(gen)
         proposal = self._read(gen, usage, engine, context)
         proposal.dropped_turns = dropped

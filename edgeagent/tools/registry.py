@@ -87,6 +87,8 @@ class Tool:
     # For tools whose result *is* the answer (calculator, clock): (arguments, output) ->
     # (facts an answer must state at least one of, the answer to show when it states none).
     grounding: Callable[[dict, str], tuple[tuple[str, ...], str] | None] | None = None
+    # more words a request may use for this tool (agent.retrieval), beyond its name and texts
+    keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -27,6 +27,49 @@ BUILTIN_NAMES: tuple[str, ...] = (
 )
 
 
+# Everyday words for what each built-in does (agent.retrieval), beyond its name and description.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "list_dir": ("ls", "directory", "contents", "folder", "files", "what is in", "inside"),
+    "read_file": ("open", "show", "contents", "says", "say", "inside", "view", "cat", "what is"),
+    "search_files": ("find", "grep", "mention", "contain", "which file", "look for", "where"),
+    "file_info": ("size", "big", "large", "bytes", "modified", "changed", "edited", "kind"),
+    "write_file": ("write", "save", "create", "put", "store", "append", "make a file"),
+    "add_note": ("remember", "note", "jot", "remind", "memo"),
+    "search_notes": ("notes", "note", "noted", "remember", "memo"),
+    "list_notes": ("notes", "note", "memo", "recent"),
+    "calculator": (
+        "__arithmetic__",
+        "calculate",
+        "compute",
+        "sum",
+        "total",
+        "average",
+        "percent",
+        "multiply",
+        "divide",
+        "add up",
+        "how much is",
+        "math",
+    ),
+    "current_time": (
+        "time",
+        "date",
+        "day",
+        "today",
+        "now",
+        "clock",
+        "hour",
+        "weekday",
+        "month",
+        "year",
+        "tomorrow",
+        "yesterday",
+    ),
+    "system_status": ("cpu", "memory", "ram", "battery", "load", "machine", "computer", "cores"),
+    "http_get": ("url", "website", "web", "page", "fetch", "download", "http", "internet", "site"),
+}
+
+
 def make_builtin_tools(context: ToolContext) -> list[Tool]:
     """Every built-in tool, closed over ``context``, in ``BUILTIN_NAMES`` order."""
     made = [
@@ -35,7 +78,9 @@ def make_builtin_tools(context: ToolContext) -> list[Tool]:
         *make_system_tools(context),
         *make_web_tools(context),
     ]
-    return [dataclasses.replace(t, source="builtin") for t in made]
+    return [
+        dataclasses.replace(t, source="builtin", keywords=KEYWORDS.get(t.name, ())) for t in made
+    ]
 
 
 __all__ = ["BUILTIN_NAMES", "make_builtin_tools"]

@@ -1,0 +1,108 @@
+"""Which tools a request is about: a lexical match of its words against each tool's own words.
+
+A tiny model asked "Name three uses of a paperclip" with twelve tools in view will often call one
+(with its own name as the argument). Before the model decides, each tool is scored by the words
+the request shares with the tool's name, description, parameter names and descriptions and its
+declared ``keywords``, each word weighted by how few tools use it (a word every tool has decides
+nothing). A request that matches no tool is answered in text; one that does sees only the tools
+it matched, best first. Nothing here knows any benchmark item: the vocabulary is the tools'.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[a-z][a-z0-9]*|\d+")
+# "12 times 7", "1234 + 4321", "15% of 80", "sqrt(2)": arithmetic a calculator-like tool wants
+_ARITHMETIC = re.compile(
+    r"\d\s*(?:[-+*/x×÷^%]|times|plus|minus|divided|over|percent|to the power)\s*(?:of\s*)?\(?\s*\d"
+    r"|\b(?:sqrt|square root|cube root|log|sin|cos|tan)\b",
+    re.IGNORECASE,
+)
+ARITHMETIC_WORD = "__arithmetic__"
+_STOPWORDS_TEXT = (
+    "a an the of to for and or in on at by is are be it its this that these those with from "
+    "as into than then so if not no do does did can could would should will may might must "
+    "i me my you your we our they them their he she his her what which who whom how when "
+    "where why please there here just some any all each every one e g eg etc about up out "
+    "more most less such only also very too get give tell want need let make use using used "
+    "name names thing things"
+)
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+MAX_TOOLS_SHOWN = 4
+KEEP_RATIO = 0.5  # tools scoring at least half the best score stay in view
+
+
+def _stem(word: str) -> str:
+    """A crude stem so "files" meets "file", "listing" meets "list", "notes" meets "note"."""
+    if len(word) <= 3 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "zes", "sses")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    if word.endswith("ing") and len(word) > 5:
+        return word[:-3]
+    if word.endswith("ed") and len(word) > 4:
+        return word[:-2]
+    return word
+
+
+def words(text: str) -> set[str]:
+    """The content words of ``text``, stemmed, without stopwords (plus the arithmetic signal)."""
+    found = {_stem(w) for w in _WORD.findall(text.lower().replace("_", " ")) if w not in STOPWORDS}
+    if _ARITHMETIC.search(text):
+        found.add(ARITHMETIC_WORD)
+    return {w for w in found if len(w) > 1 or w.isdigit()} - {""}
+
+
+def tool_words(tool) -> set[str]:
+    """The words a tool is known by: name, description, parameter names, declared keywords.
+
+    Parameter descriptions are left out: they describe values ("file name pattern, e.g. *.py"),
+    and their words would pull unrelated requests towards the tool.
+    """
+    text = [tool.name, tool.description, *(tool.parameters.get("properties") or {})]
+    found = words(" ".join(text))
+    found.discard(ARITHMETIC_WORD)  # only a request can be arithmetic, or a declared keyword
+    for keyword in getattr(tool, "keywords", ()) or ():
+        found |= {ARITHMETIC_WORD} if keyword == ARITHMETIC_WORD else words(keyword)
+    return found
+
+
+@dataclass(frozen=True)
+class Match:
+    """One tool's score for a request, and the words that made it."""
+
+    name: str
+    score: float
+    shared: tuple[str, ...]
+
+
+def match_tools(request: str, tools: Sequence) -> list[Match]:
+    """Tools the request shares words with, best first (an empty list: the request is chat)."""
+    vocab = {t.name: tool_words(t) for t in tools}
+    spread: dict[str, int] = {}
+    for known in vocab.values():
+        for word in known:
+            spread[word] = spread.get(word, 0) + 1
+    asked = words(request)
+    matches = []
+    for tool in tools:
+        shared = asked & vocab[tool.name]
+        if shared:
+            score = sum(1.0 / spread[w] for w in shared)
+            matches.append(Match(tool.name, round(score, 4), tuple(sorted(shared))))
+    return sorted(matches, key=lambda m: -m.score)
+
+
+def tools_in_view(matches: Sequence[Match]) -> list[str]:
+    """The names worth showing the grammar: within ``KEEP_RATIO`` of the best, at most 4."""
+    if not matches:
+        return []
+    best = matches[0].score
+    return [m.name for m in matches if m.score >= KEEP_RATIO * best][:MAX_TOOLS_SHOWN]
