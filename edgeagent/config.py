@@ -49,6 +49,7 @@ class Settings:
     confidence_threshold: float = 0.5
     call_bias: float = 8.0
     tool_retrieval: bool = True
+    path_choices: bool = True
     call_repeat_penalty: float = 1.1
     remote_url: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edgeagent.agent.confidence import answer_confidence, call_confidences
 from edgeagent.agent.prompt import repair_message, system_prompt
@@ -150,6 +151,7 @@ class LocalProposer:
         self.prefix_cache = None
         self.request_text = ""  # the user's last message, for the degenerate-value check
         self.matches: list = []  # the tools the last request matched (agent.retrieval)
+        self.context = None  # the ToolContext of the current proposal (its allowed roots)
 
     def warm_prefix(self):
         """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
@@ -165,7 +167,9 @@ class LocalProposer:
         from edgeagent.grammar.envelope import build_envelope
 
         shown = set(view) if view else None
-        tools = [(t.name, t.parameters) for t in self.registry if shown is None or t.name in shown]
+        tools = [
+            (t.name, self._parameters(t)) for t in self.registry if shown is None or t.name in shown
+        ]
         return build_envelope(
             tools,
             mode=mode,
@@ -173,6 +177,15 @@ class LocalProposer:
             answer_cap=self.settings.answer_cap,
             string_cap=self.settings.string_cap,
         )
+
+    def _parameters(self, tool) -> dict:
+        """A tool's schema for the grammar: must-exist paths offered as the paths that exist."""
+        roots = getattr(self.context, "allowed_roots", None) if self.context else None
+        if not (self.settings.path_choices and roots):
+            return tool.parameters
+        from edgeagent.agent.paths import with_path_choices
+
+        return with_path_choices(tool, Path(roots[0]), self.request_text)
 
     def _fit(self, turns: list[dict]) -> int:
         """How many leading turns to leave out so the prompt fits the context (0 if it fits).
@@ -247,6 +260,7 @@ class LocalProposer:
         turns = as_chat_dicts(conversation)
         dropped = self._fit(turns)
         messages = [{"role": "system", "content": self.system}, *turns[dropped:]]
+        self.context = context
         self.request_text = next(
             (m["content"] for m in reversed(messages) if m["role"] == "user"), ""
         )

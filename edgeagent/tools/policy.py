@@ -135,6 +135,7 @@ def must_exist(arg: str, kind: Literal["file", "dir"] | None = None) -> PathVali
             )
 
     validate_exists.__name__ = f"must_exist({arg})"
+    validate_exists.existing_path = (arg, kind)  # lets the grammar offer only existing paths
     return validate_exists
 
 
