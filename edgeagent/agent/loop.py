@@ -210,6 +210,7 @@ class Agent:
 
     def _steps(self, request_id: str, result: AgentResult) -> None:
         mode, succeeded, failed = "auto", set(), set()
+        self._used_tools: set[str] = set()
         self._groundings, self._outputs, self._failures = [], [], []
         for step in range(1, self.settings.max_steps + 1):
             result.steps = step
@@ -218,6 +219,7 @@ class Agent:
                 mode=mode,
                 context=self.context,
                 on_text=lambda text: self.on_event(TokenDelta(request_id, text)),
+                first_step=step == 1,
             )
             if step == 1:
                 # time to first token is from the request to the first token the user could
@@ -289,7 +291,12 @@ class Agent:
             self._feed_back(request_id, proposal, fresh, results, result)
             for call, res in zip(fresh, results, strict=True):
                 (succeeded if res.ok else failed).add(_signature(call))
-            mode = "auto"
+            # another call only makes sense if a tool the request is about has not run yet;
+            # otherwise the model answers from the results (no re-proposing the same call)
+            used = {c.name for c in fresh}
+            view = self.proposer.view
+            mode = "auto" if view is None or set(view) - used - self._used_tools else "none"
+            self._used_tools |= used
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
 

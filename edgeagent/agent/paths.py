@@ -77,9 +77,12 @@ def with_path_choices(tool, root: Path, request: str = "") -> dict:
         if not choices:
             continue
         known = set(choices) | {Path(c).name for c in choices}
-        if any(p not in known for p in named_paths(request)):
+        named = named_paths(request)
+        if any(p not in known for p in named):
             continue
-        prop["enum"] = choices
+        # the user named the path: that is the choice (a model offered all of them picks wrong)
+        picked = [c for c in choices if c in named or Path(c).name in named]
+        prop["enum"] = picked or choices
         for key in ("minLength", "maxLength", "pattern"):
             prop.pop(key, None)
     return schema

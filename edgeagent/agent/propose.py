@@ -152,6 +152,7 @@ class LocalProposer:
         self.request_text = ""  # the user's last message, for the degenerate-value check
         self.matches: list = []  # the tools the last request matched (agent.retrieval)
         self.context = None  # the ToolContext of the current proposal (its allowed roots)
+        self.view: list[str] | None = None  # the tools the grammar offered last (None: all)
 
     def warm_prefix(self):
         """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
@@ -255,6 +256,7 @@ class LocalProposer:
         context=None,
         on_text: Callable[[str], None] | None = None,
         allow_repair: bool = True,
+        first_step: bool = True,
     ) -> Proposal:
         """Decode once under the envelope; validate; repair once if invalid; score confidence."""
         turns = as_chat_dicts(conversation)
@@ -268,12 +270,20 @@ class LocalProposer:
             mode = "free"
         view = None
         if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
-            from edgeagent.agent.retrieval import match_tools, tools_in_view
+            from edgeagent.agent.retrieval import ARITHMETIC_WORD, match_tools, tools_in_view
 
             self.matches = match_tools(self.request_text, list(self.registry))
             view = tools_in_view(self.matches)
             if not view:
                 mode = "none"  # the request is about none of the tools: answer it in text
+            elif first_step and ARITHMETIC_WORD in self.matches[0].shared:
+                # arithmetic in the request and a tool that declares it takes arithmetic: a
+                # small model's mental arithmetic is wrong too often ("12 * 7 = 80") to let it
+                # choose to answer
+                declared = self.registry.get(self.matches[0].name).keywords
+                if ARITHMETIC_WORD in declared:
+                    mode = self.matches[0].name
+        self.view = view
         gen, engine = self._decode(messages, mode, on_text, view=view)
         usage = _usage_of(gen)
         proposal = self._read(gen, usage, engine, context)

@@ -116,8 +116,11 @@ def test_list_dir(context: ToolContext, root: Path) -> None:
 def test_read_file(context: ToolContext, root: Path) -> None:
     result = run(context, "read_file", path="docs/guide.md")
     assert result.status == "ok" and result.output == "# Guide\nInstall with pip.\nThen run it.\n"
-    cut = run(context, "read_file", path="docs/guide.md", max_chars=7)
-    assert cut.output.startswith("# Guide\n[... file continues; ")
+    long_text = "word " * 100
+    (root / "long.txt").write_text(long_text)
+    cut = run(context, "read_file", path="long.txt", max_chars=200)
+    assert cut.output.startswith(long_text[:200] + "\n[... file continues; ")
+    assert run(context, "read_file", path="docs/guide.md", max_chars=7).status == "invalid"
     assert run(context, "read_file", path=str(root / "main.py")).output.startswith("def main")
 
 

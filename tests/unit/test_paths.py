@@ -16,8 +16,10 @@ def _tools(root):
 def test_read_tools_choose_among_existing_files(tmp_path):
     root = make_tree(tmp_path / "r", {"notes.txt": "a", "sub/deep.md": "b", ".hidden": "c"})
     tools = _tools(root)
-    read = with_path_choices(tools["read_file"], root, "read notes.txt")
+    read = with_path_choices(tools["read_file"], root, "read my notes")
     assert read["properties"]["path"]["enum"] == ["notes.txt", "sub/deep.md"]
+    named = with_path_choices(tools["read_file"], root, "what does deep.md say?")
+    assert named["properties"]["path"]["enum"] == ["sub/deep.md"]  # the user named it
     listing = with_path_choices(tools["list_dir"], root, "what is in sub?")
     assert listing["properties"]["path"]["enum"] == [".", "sub"]
     assert with_path_choices(tools["write_file"], root, "write x.txt") == tools[

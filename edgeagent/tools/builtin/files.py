@@ -192,7 +192,8 @@ def make_file_tools(context: ToolContext) -> list[Tool]:
         header = f"{place.shown}: {len(found)} entries"
         return "\n".join([header, *lines]) if lines else f"{header} (empty)"
 
-    def read_file(path: PathArg, max_chars: Annotated[int, Field(ge=1, le=20_000)] = 4000) -> str:
+    # at least 200 characters: a small model asks for 10 and then cannot answer from them
+    def read_file(path: PathArg, max_chars: Annotated[int, Field(ge=200, le=20_000)] = 4000) -> str:
         """Read a text file.
 
         Args:
