@@ -81,24 +81,45 @@ def stop_notice(finish_reason: str, *, raw_chars: int, settings) -> str | None:
     return None
 
 
+RECITAL_CHARS = 40
+
+
+def recites(text: str, source: str, window: int = RECITAL_CHARS) -> bool:
+    """Whether ``text`` copies ``window`` consecutive characters of ``source`` (the system
+    prompt: instructions and tool list are not an answer)."""
+    if len(source) < window or len(text) < window:
+        return False
+    flat = " ".join(text.split())
+    step = window // 2
+    return any(
+        " ".join(source[i : i + window].split()) in flat
+        for i in range(0, len(source) - window + 1, step)
+    )
+
+
 def clean_answer(
     text: str,
     *,
     finish_reason: str = "stop",
     settings=None,
     extra_markers: Iterable[str] = (),
+    system_prompt: str = "",
 ) -> CleanAnswer:
     """The answer without leaked markup, never blank, with notices for what happened."""
     notices: list[str] = []
     cleaned, cut = strip_leaks(text, extra_markers)
     if cut:
         notices.append("removed chat markup the model wrote into its answer")
+    if system_prompt and recites(cleaned, system_prompt):
+        notices.append("the model recited its instructions instead of answering")
+        cleaned = ""
     if settings is not None:
         notice = stop_notice(finish_reason, raw_chars=len(text), settings=settings)
         if notice:
             notices.append(notice)
     if not cleaned:
-        notices.append("the model produced an empty answer (confidence 0)")
+        if not any("recited" in n for n in notices):
+            notices.append("the model produced an empty answer (confidence 0)")
         cleaned = NO_ANSWER
     return CleanAnswer(cleaned, tuple(notices))
 

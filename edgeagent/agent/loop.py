@@ -353,6 +353,7 @@ class Agent:
             finish_reason=result.finish_reason,
             settings=self.settings,
             extra_markers=() if remote else (template.eos_token, template.bos_token),
+            system_prompt=self.proposer.system,
         )
         grounded = ground_answer(cleaned.text, self._groundings)
         if not grounded.notices:

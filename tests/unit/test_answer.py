@@ -66,3 +66,22 @@ def test_json_results_are_shown_as_lines():
 def test_not_done_lines_are_one_per_failure():
     text = not_done_lines([("write_file", "not run: needs confirmation")] * 2)
     assert text == "Not done: write_file: not run: needs confirmation"
+
+
+def test_reciting_the_instructions_is_not_an_answer():
+    from edgeagent.agent.prompt import INSTRUCTIONS
+
+    recited = clean_answer(f"Sure. {INSTRUCTIONS[:120]}", system_prompt=INSTRUCTIONS)
+    assert recited.text.startswith("I could not") and "recited" in recited.notices[0]
+    fine = clean_answer("The answer is 42.", system_prompt=INSTRUCTIONS)
+    assert fine.text == "The answer is 42." and not fine.notices
+
+
+def test_everyday_arithmetic_words_are_understood():
+    from edgeagent.tools.builtin.system import evaluate
+
+    assert evaluate("15% of 80") == 12
+    assert evaluate("12 times 7") == 84
+    assert evaluate("1,234 + 4,321") == 5555
+    assert evaluate("2^10") == 1024
+    assert evaluate("round(2.5,100)") == 2.5  # a comma between arguments is not a thousands mark

@@ -10,7 +10,9 @@ from tests.helpers import make_tree
 
 
 def _tools(root):
-    return {t.name: t for t in make_builtin_tools(ToolContext(load_settings(allowed_roots=(root,))))}
+    return {
+        t.name: t for t in make_builtin_tools(ToolContext(load_settings(allowed_roots=(root,))))
+    }
 
 
 def test_read_tools_choose_among_existing_files(tmp_path):
@@ -22,9 +24,10 @@ def test_read_tools_choose_among_existing_files(tmp_path):
     assert named["properties"]["path"]["enum"] == ["sub/deep.md"]  # the user named it
     listing = with_path_choices(tools["list_dir"], root, "what is in sub?")
     assert listing["properties"]["path"]["enum"] == [".", "sub"]
-    assert with_path_choices(tools["write_file"], root, "write x.txt") == tools[
-        "write_file"
-    ].parameters  # a new file cannot be chosen from the existing ones
+    assert (
+        with_path_choices(tools["write_file"], root, "write x.txt")
+        == tools["write_file"].parameters
+    )  # a new file cannot be chosen from the existing ones
 
 
 def test_a_named_missing_or_outside_path_keeps_free_text(tmp_path):

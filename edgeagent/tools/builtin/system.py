@@ -8,6 +8,7 @@ import datetime
 import json
 import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -65,10 +66,36 @@ def _refuse(what: str) -> ToolValidationError:
     return ToolValidationError(f"argument 'expression': {what} is not allowed", hint=_CALC_HINT)
 
 
+# Everyday arithmetic words and signs, rewritten to Python operators before parsing:
+# "15% of 80", "12 times 7", "3 x 4", "10 ÷ 4", "2^10", "1,234 + 4,321".
+_ARITH_WORDS = (
+    (re.compile(r"(\d(?:\.\d+)?)\s*(?:%|percent)\s+of\s+", re.IGNORECASE), r"\1/100*"),
+    # "20%" alone is a percentage; "7 % 3" (a number follows) stays Python's modulo
+    (re.compile(r"(\d(?:\.\d+)?)\s*(?:%|percent)(?!\s*[\d(.])", re.IGNORECASE), r"(\1/100)"),
+    (re.compile(r"\b(?:times|multiplied by)\b", re.IGNORECASE), "*"),
+    (re.compile(r"\bdivided by\b", re.IGNORECASE), "/"),
+    (re.compile(r"\bplus\b", re.IGNORECASE), "+"),
+    (re.compile(r"\bminus\b", re.IGNORECASE), "-"),
+    (re.compile(r"(?<=\d)\s*[x×]\s*(?=\d)"), "*"),
+    (re.compile("÷"), "/"),
+    (re.compile(r"\^"), "**"),
+)
+_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d.])")
+
+
+def normalize_expression(expression: str) -> str:
+    """``expression`` with everyday arithmetic words and signs as Python operators."""
+    text = expression.strip().rstrip("=?").strip()
+    text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    for pattern, replacement in _ARITH_WORDS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def parse_expression(expression: str) -> ast.Expression:
     """Parse and check an arithmetic expression; anything but arithmetic -> ToolValidationError."""
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = ast.parse(normalize_expression(expression), mode="eval")
     except (SyntaxError, ValueError) as exc:
         raise ToolValidationError(
             f"argument 'expression': {expression!r} is not a valid expression "
