@@ -10,7 +10,9 @@ For each model the same items (N of each category, from ``--offset``) go through
 - ours: ``edgeagent.eval.bfcl.run_item`` (what ``propose_calls`` does, ``tool_choice="auto"``,
   our system prompt, grammar-constrained greedy decode, validation, one repair turn);
 - anchor: ``Llama(chat_format="chatml-function-calling").create_chat_completion(messages,
-  tools, tool_choice="auto", temperature=0)``. It ignores max_tokens internally, so each anchor
+  tools, tool_choice="auto", temperature=0)``, given its best shot: its template shows the tools
+  only inside a system message, so an item without one gets ``ANCHOR_SYSTEM`` (one line) first;
+  without it the anchor is asked to call functions it was never shown. It ignores max_tokens internally, so each anchor
   item runs in a worker subprocess with a wall-clock cap; on overrun the worker is killed and
   restarted, the item counts as wrong and its latency as the cap.
 Both are scored by BFCL's own AST checker; schema validity of both uses our validator.
@@ -32,6 +34,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# the anchor's template renders the tool list only inside a system message (issue 9)
+ANCHOR_SYSTEM = "You are a helpful assistant."
 
 from edgeagent.eval.bfcl import (  # noqa: E402
     ItemResult,
@@ -184,7 +189,10 @@ def anchor_item(worker: AnchorWorker, item) -> ItemResult:
 
     tools, names = to_openai_tools(item.functions)
     started = time.perf_counter()
-    reply = worker.ask({"id": item.id, "messages": item.messages, "tools": tools})
+    messages = list(item.messages)
+    if not any(m.get("role") == "system" for m in messages):
+        messages = [{"role": "system", "content": ANCHOR_SYSTEM}, *messages]
+    reply = worker.ask({"id": item.id, "messages": messages, "tools": tools})
     latency = time.perf_counter() - started
     if reply is None:
         return failed_item(
