@@ -22,7 +22,8 @@ outside the root with a canary; ``--offline``; the confirmation callback answers
 Systems (the same tasks, interleaved task by task so that all see the same machine load):
 - ``edgeagent``: ``edgeagent.agent.loop.Agent(settings, model=..., confirm=...,
   auto_approve=approve).run(prompt)``: the path users get, current defaults;
-- ``edgeagent-prior8``: the same with ``call_bias=8.0`` (the previous default call prior);
+- ``edgeagent-prior8``: the previous defaults: ``call_bias=8.0`` (the call prior tuned on BFCL),
+  no tool retrieval and no existing-path choices (the later fixes of the loop still apply);
 - ``anchor``: llama-cpp-python's ``chatml-function-calling`` with a system message, tools in
   OpenAI format, results back as user turns, the same executor and policy and max steps
   (``bench/everyday_anchor.py`` says exactly how), in a worker subprocess with a wall-clock cap.
@@ -171,8 +172,8 @@ def make_settings(ws: Workspace, args, system: str):
         "decode_timeout_s": args.decode_timeout,
         "n_threads": args.threads,
     }
-    if system == "edgeagent-prior8":
-        overrides["call_bias"] = PRIOR8_CALL_BIAS
+    if system == "edgeagent-prior8":  # the defaults before issue 9's call-decision changes
+        overrides.update(call_bias=PRIOR8_CALL_BIAS, tool_retrieval=False, path_choices=False)
     return load_settings(**overrides)
 
 
