@@ -64,6 +64,7 @@ CALIBRATION_WEIGHTS = {
     "arg_mean": 0.507,
 }
 CALIBRATION_BIAS = -0.212
+MAX_SCORE = 0.999
 _LOGIT_CLIP = 1e-4
 
 
@@ -76,7 +77,9 @@ def clipped_logit(p: float) -> float:
 def calibrated(parts: dict[str, float]) -> float:
     """The fitted probability that a valid call is right, from its token-level parts."""
     z = CALIBRATION_BIAS + sum(w * clipped_logit(parts[k]) for k, w in CALIBRATION_WEIGHTS.items())
-    return 1.0 / (1.0 + math.exp(-z))
+    # an estimate from a few token probabilities is never certainty: a threshold of 1.0 always
+    # escalates (a fully forced call, e.g. one tool with one possible path, scored 1.0 before)
+    return min(MAX_SCORE, 1.0 / (1.0 + math.exp(-z)))
 
 
 def call_confidences(
@@ -149,5 +152,5 @@ def answer_confidence(choices: Sequence) -> Confidence:
         )
     decision = _prob(logprobs[0])
     mean = math.exp(sum(logprobs) / len(logprobs))
-    score = 0.6 * decision + 0.4 * mean
+    score = min(MAX_SCORE, 0.6 * decision + 0.4 * mean)
     return Confidence(round(score, 4), {"decision": round(decision, 4), "mean": round(mean, 4)})

@@ -392,6 +392,7 @@ class LocalModel:
         ``first_bias`` adds to the logits of some tokens at the first sampled step only (the
         agent uses it to weigh "start a call" against "start an answer").
         """
+        threads = self._plan_threads()  # before the clock starts: not the decode's time
         started = time.perf_counter()
         max_tokens = max_tokens or self.settings.max_tokens
         timeout_s = timeout_s or self.settings.decode_timeout_s
@@ -407,7 +408,6 @@ class LocalModel:
                 "shorten the conversation, use fewer tools, or raise n_ctx",
             )
         rng = np.random.default_rng(seed)
-        threads = self._plan_threads()
         cached = self._reuse_prefix(tokens)
         self._eval(tokens[cached:], deadline)
 

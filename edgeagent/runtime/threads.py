@@ -14,8 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
-SAMPLE_S = 0.1  # a quick look when the last one is too old to say anything about now
-MAX_AGE_S = 5.0  # older looks describe another moment
+MIN_WINDOW_S = 0.05  # a shorter window between two looks says nothing about the load
 BUSY_THRESHOLD = 0.6  # a core used 60% by others counts as taken
 
 
@@ -56,16 +55,20 @@ class ThreadPlanner:
         self._last = _look()
 
     def others_busy_cores(self) -> float:
-        """Cores' worth of CPU time other processes used since the last look (a fresh look if
-        the last one is missing or stale; that costs ``SAMPLE_S``)."""
+        """Cores' worth of CPU time other processes used since the last look.
+
+        Never waits: a window of a few milliseconds says nothing, so then the answer is 0
+        (assume a quiet machine) and the window grows until the next decode; an old window is
+        an average over its whole length, which is still the best evidence there is.
+        """
         now = _look()
         last = self._last
-        if last is None or now.wall - last.wall > MAX_AGE_S or now.wall - last.wall < 0.02:
-            last = now
-            time.sleep(SAMPLE_S)
-            now = _look()
+        if last is None or now.wall - last.wall < MIN_WINDOW_S:
+            if last is None:
+                self._last = now
+            return 0.0
         self._last = now
-        elapsed = max(1e-6, now.wall - last.wall)
+        elapsed = now.wall - last.wall
         others = (now.system_busy - last.system_busy) - (now.own - last.own)
         return max(0.0, others / elapsed)
 

@@ -61,7 +61,8 @@ def test_cli_run_on_a_nan_model_is_one_line_and_no_answer(nan_model, tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stdout == ""  # no answer, no "confidence 1.0"
-    assert proc.stderr.startswith("error: ") and "not finite" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "not finite" in errors[0]
     assert "Traceback" not in proc.stderr
 
 
