@@ -60,16 +60,14 @@ ANCHOR_MAX_TOKENS = 256  # passed, but the chatml-function-calling handler ignor
 # ---- the anchor, in a worker subprocess -----------------------------------------------------
 
 
-def anchor_worker(model_path: str, threads: int, n_ctx: int) -> None:
-    """Read one JSON request per line on stdin, answer one JSON line on stdout (private fd)."""
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything llama.cpp prints goes to stderr, never into the protocol
+def load_anchor(model_path: str, threads: int, n_ctx: int):
+    """llama-cpp-python's own function calling on ``model_path``, with edgeagent's CPU quirks."""
     import llama_cpp
 
     from edgeagent.runtime.cpu_quirks import apply_cpu_quirks
 
     apply_cpu_quirks()  # the same kernels as edgeagent (no AMX where it crashes)
-    llm = llama_cpp.Llama(
+    return llama_cpp.Llama(
         model_path=model_path,
         n_ctx=n_ctx,
         n_threads=threads,
@@ -77,6 +75,13 @@ def anchor_worker(model_path: str, threads: int, n_ctx: int) -> None:
         chat_format="chatml-function-calling",
         verbose=False,
     )
+
+
+def anchor_worker(model_path: str, threads: int, n_ctx: int) -> None:
+    """Read one JSON request per line on stdin, answer one JSON line on stdout (private fd)."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything llama.cpp prints goes to stderr, never into the protocol
+    llm = load_anchor(model_path, threads, n_ctx)
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)
@@ -352,7 +357,7 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _git_state() -> dict:
+def git_state() -> dict:
     """HEAD and the modified files of the checkout (the code measured may be uncommitted)."""
     root = Path(__file__).resolve().parents[1]
 
@@ -417,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "anchor_run": not args.no_anchor,
         "anchor_cap_s": args.cap_s,
         "load_avg_start": os.getloadavg(),
-        "git": _git_state(),
+        "git": git_state(),
         "models": [],
     }
     for model_id in [m for m in args.models.split(",") if m]:

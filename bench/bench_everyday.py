@@ -47,7 +47,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -461,18 +460,9 @@ def _row(system: str, s: dict) -> str:
 
 
 def _git_state() -> dict:
-    root = Path(__file__).resolve().parents[1]
+    from bench.bench_bfcl import git_state  # HEAD and modified files, as the BFCL bench records
 
-    def git(*cmd: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-        return done.stdout.strip()
-
-    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--porcelain").splitlines()}
+    return git_state()
 
 
 # ---- main ----------------------------------------------------------------------------------

@@ -54,19 +54,9 @@ def worker_main(model_path: str, threads: int, n_ctx: int) -> None:
     """
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever llama.cpp prints goes to stderr, never into the protocol
-    import llama_cpp
+    from bench.bench_bfcl import load_anchor
 
-    from edgeagent.runtime.cpu_quirks import apply_cpu_quirks
-
-    apply_cpu_quirks()  # same kernels as edgeagent (no AMX extra buffers where they crash)
-    llm = llama_cpp.Llama(
-        model_path=model_path,
-        n_ctx=n_ctx,
-        n_threads=threads,
-        n_threads_batch=threads,
-        chat_format="chatml-function-calling",
-        verbose=False,
-    )
+    llm = load_anchor(model_path, threads, n_ctx)
     real_completion = llm.create_completion
     state: dict = {"inner": [], "stop": "never"}
 
