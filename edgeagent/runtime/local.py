@@ -99,6 +99,13 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 MEMORY_HEADROOM = 0.85
+
+
+def _not_finite(logits: np.ndarray) -> bool:
+    """NaN or +inf anywhere: a broken model (-inf is a legitimately masked token)."""
+    return bool(np.isnan(logits).any() or np.isposinf(logits).any())
+
+
 # What special tokens look like (<|im_start|>, <start_of_turn>, [INST]); bounded, so linear.
 _SPECIAL_SHAPE = re.compile(r"<[^<>\n]{1,64}>|\[[^\[\]\n]{1,64}\]")
 
@@ -159,13 +166,13 @@ class LocalModel:
         started = time.perf_counter()
         check_memory_for_context(self.path, n_ctx or settings.n_ctx)
         self._llm = self._load(n_ctx or settings.n_ctx)
+        self.n_vocab = self._llm.n_vocab()
         try:
             self._check_finite_logits()
         except BaseException:
             self.close()
             raise
         self.load_s = time.perf_counter() - started
-        self.n_vocab = self._llm.n_vocab()
         self.n_ctx = self._llm.n_ctx()
         self.metadata = dict(self._llm.metadata)
         self.eos_token = self._llm.token_eos()
@@ -201,15 +208,11 @@ class LocalModel:
         llm = self._llm
         bos = llm.token_bos()
         probe = [bos] if bos >= 0 else llm.tokenize(b"Hello", add_bos=False, special=False)[:1]
-        import llama_cpp
-
         llm.eval(probe)
-        pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
-        finite = not (np.isnan(logits).any() or np.isposinf(logits).any())
+        broken = _not_finite(self._last_logits())
         llm.n_tokens = 0
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        if not finite:
+        if broken:
             raise RuntimeLoadError(
                 f"{self.path.name} produces logits that are not finite (NaN or inf) on a "
                 "one-token probe: its weights are damaged or not supported by this llama.cpp",
@@ -500,7 +503,7 @@ class LocalModel:
     ) -> tuple[int | None, float, float]:
         """Pick the next token under the mask: greedy at temperature 0, else softmax sampling."""
         logits = self._last_logits()
-        if np.isnan(logits).any() or np.isposinf(logits).any():
+        if _not_finite(logits):
             raise RuntimeLoadError(
                 f"{self.path.name} produced logits that are not finite (NaN or inf) while "
                 "decoding: its weights are damaged or not supported by this llama.cpp",
