@@ -198,7 +198,12 @@ class LocalProposer:
 
         def size(start: int) -> int:
             messages = [{"role": "system", "content": self.system}, *turns[start:]]
-            return len(self.model.tokenize(self.model.render(messages)))
+            text = self.model.render(messages)
+            # a token covers at least one byte: a short prompt fits without tokenizing it
+            # (the decode tokenizes it anyway; this check runs before every step)
+            if len(text.encode("utf-8")) + 1 <= room:
+                return len(text.encode("utf-8")) + 1
+            return len(self.model.tokenize(text))
 
         if size(0) <= room:
             return 0
