@@ -66,8 +66,44 @@ def _refuse(what: str) -> ToolValidationError:
     return ToolValidationError(f"argument 'expression': {what} is not allowed", hint=_CALC_HINT)
 
 
-# Everyday arithmetic words and signs, rewritten to Python operators before parsing:
+# Everyday arithmetic words and signs, rewritten to Python operators before parsing (after the
+# phrases above):
 # "15% of 80", "12 times 7", "3 x 4", "10 ÷ 4", "2^10", "1,234 + 4,321".
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_LIST = r"(-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)*\s*,?\s*(?:and|&)\s*-?\d+(?:\.\d+)?)"
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"-?\d+(?:\.\d+)?", text)
+
+
+# Everyday phrasings with their numbers: "divide 355 by 113", "the average of 10, 20 and 45".
+_ARITH_PHRASES = (
+    (re.compile(rf"\b(?:the\s+)?square root of\s+{_NUM}", re.I), lambda m: f"sqrt({m[1]})"),
+    (re.compile(rf"\b(?:the\s+)?cube root of\s+{_NUM}", re.I), lambda m: f"{m[1]}**(1/3)"),
+    (re.compile(rf"\bdivide\s+{_NUM}\s+by\s+{_NUM}", re.I), lambda m: f"{m[1]}/{m[2]}"),
+    (
+        re.compile(rf"\bmultiply\s+{_NUM}\s+(?:by|and|with)\s+{_NUM}", re.I),
+        lambda m: f"{m[1]}*{m[2]}",
+    ),
+    (re.compile(rf"\bsubtract\s+{_NUM}\s+from\s+{_NUM}", re.I), lambda m: f"{m[2]}-{m[1]}"),
+    (re.compile(rf"\badd\s+{_NUM}\s+(?:and|to)\s+{_NUM}", re.I), lambda m: f"{m[1]}+{m[2]}"),
+    (
+        re.compile(rf"\b(?:the\s+)?(?:average|mean) of\s+{_LIST}", re.I),
+        lambda m: f"({'+'.join(_numbers(m[1]))})/{len(_numbers(m[1]))}",
+    ),
+    (
+        re.compile(rf"\b(?:the\s+)?(?:sum|total) of\s+{_LIST}", re.I),
+        lambda m: f"({'+'.join(_numbers(m[1]))})",
+    ),
+    (
+        re.compile(rf"\b(?:the\s+)?product of\s+{_LIST}", re.I),
+        lambda m: f"({'*'.join(_numbers(m[1]))})",
+    ),
+    (re.compile(rf"{_NUM}\s+squared\b", re.I), lambda m: f"{m[1]}**2"),
+    (re.compile(rf"{_NUM}\s+cubed\b", re.I), lambda m: f"{m[1]}**3"),
+)
+
 _ARITH_WORDS = (
     (re.compile(r"(\d(?:\.\d+)?)\s*(?:%|percent)\s+of\s+", re.IGNORECASE), r"\1/100*"),
     # "20%" alone is a percentage; "7 % 3" (a number follows) stays Python's modulo
@@ -87,6 +123,8 @@ def normalize_expression(expression: str) -> str:
     """``expression`` with everyday arithmetic words and signs as Python operators."""
     text = expression.strip().rstrip("=?").strip()
     text = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), text)
+    for pattern, build in _ARITH_PHRASES:
+        text = pattern.sub(build, text)
     for pattern, replacement in _ARITH_WORDS:
         text = pattern.sub(replacement, text)
     return text
@@ -276,13 +314,15 @@ def system_status() -> dict:
     """CPU load, memory use and battery state of this machine."""
     import psutil
 
+    # values in words with their units: a small model copies "2.4%" or "24106 MB" into its
+    # answer, where it would drop the unit hidden in a key name ("memory_total_mb: 24106")
     memory = psutil.virtual_memory()
     out: dict[str, Any] = {
-        "cpu_percent": psutil.cpu_percent(interval=0.2),
-        "cpu_count": psutil.cpu_count(),
-        "memory_total_mb": round(memory.total / 2**20),
-        "memory_available_mb": round(memory.available / 2**20),
-        "memory_percent": memory.percent,
+        "cpu_load": f"{psutil.cpu_percent(interval=0.2):.1f}%",
+        "cpu_cores": psutil.cpu_count(),
+        "memory_total": f"{round(memory.total / 2**20)} MB ({memory.total / 2**30:.1f} GiB)",
+        "memory_available": f"{round(memory.available / 2**20)} MB",
+        "memory_used": f"{memory.percent:.1f}%",
     }
     battery = None
     sensors = getattr(psutil, "sensors_battery", None)
@@ -291,11 +331,11 @@ def system_status() -> dict:
             battery = sensors()
         except Exception:  # some platforms raise instead of returning None
             battery = None
-    out["battery"] = (
-        None
-        if battery is None
-        else {"percent": round(battery.percent, 1), "plugged_in": battery.power_plugged}
-    )
+    if battery is None:
+        out["battery"] = "no battery found"
+    else:
+        state = "charging" if battery.power_plugged else "not charging"
+        out["battery"] = f"{battery.percent:.0f}% ({state})"
     return out
 
 
