@@ -171,9 +171,29 @@ def make_settings(ws: Workspace, args, system: str):
         "decode_timeout_s": args.decode_timeout,
         "n_threads": args.threads,
     }
+    overrides.update(parse_overrides(args.set))  # ablations: --set span_arguments=false
     if system == "edgeagent-prior8":  # the defaults before issue 9's call-decision changes
-        overrides.update(call_bias=PRIOR8_CALL_BIAS, tool_retrieval=False, path_choices=False)
+        overrides.update(
+            call_bias=PRIOR8_CALL_BIAS,
+            tool_retrieval=False,
+            path_choices=False,
+            span_arguments=False,
+        )
     return load_settings(**overrides)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` settings for the edgeagent systems (JSON values; bare words are strings)."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _calls_of(result) -> list[dict]:
@@ -640,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (all systems)")
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--set", action="append", default=[], help="KEY=VALUE setting for edgeagent (ablations)"
+    )
     parser.add_argument("--decode-timeout", type=float, default=20.0, help="edgeagent, per decode")
     parser.add_argument("--cap-s", type=float, default=20.0, help="anchor wall clock per request")
     parser.add_argument("--show-anchor-prompt", action="store_true")

@@ -50,6 +50,9 @@ class Settings:
     call_bias: float = 8.0
     tool_retrieval: bool = True
     path_choices: bool = True
+    span_arguments: bool = True
+    exemplars: bool = False  # worked examples in the system prompt (the cached prefix)
+    tool_rendering: str = "signatures"  # how the system prompt shows tools: signatures | json
     call_repeat_penalty: float = 1.1
     remote_url: str | None = None
     remote_api_key: str | None = field(default=None, repr=False)
@@ -74,6 +77,11 @@ class Settings:
         roots = tuple(Path(r).expanduser().resolve() for r in self.allowed_roots)
         object.__setattr__(self, "allowed_roots", roots)
         problems = [p for name in _FIELD_RULES if (p := check_field(name, getattr(self, name)))]
+        if self.tool_rendering not in TOOL_RENDERINGS:
+            problems.append(
+                f"tool_rendering = {self.tool_rendering!r}: must be one of "
+                + ", ".join(TOOL_RENDERINGS)
+            )
         problems += [
             f"allowed_roots: {root} is not an existing folder"
             for root in roots
@@ -91,6 +99,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+TOOL_RENDERINGS = ("signatures", "json")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 

@@ -220,6 +220,7 @@ class Agent:
                 context=self.context,
                 on_text=lambda text: self.on_event(TokenDelta(request_id, text)),
                 first_step=step == 1,
+                exclude=self._used_tools,
             )
             if step == 1:
                 # time to first token is from the request to the first token the user could

@@ -15,18 +15,17 @@ import os
 import re
 from pathlib import Path
 
+from edgeagent.agent.retrieval import PATHLIKE
 from edgeagent.tools.builtin.files import SKIP_DIRS
 
 MAX_CHOICES = 200
 MAX_DEPTH = 3
-# what looks like a path in a request: "notes.txt", "recipes/", "../../etc/passwd", "~/.ssh/x"
-_PATHLIKE = re.compile(r"[\w.~-]*/[\w./~-]*|[\w~-][\w.~-]*\.[A-Za-z0-9]{1,5}\b")
 
 
 def named_paths(request: str) -> list[str]:
     """The path-like words of a request, normalised (no leading ./, no trailing /)."""
     out = []
-    for raw in _PATHLIKE.findall(request):
+    for raw in PATHLIKE.findall(request):
         path = raw.strip().rstrip("/.,;:!?")
         while path.startswith("./"):
             path = path[2:]
@@ -86,3 +85,26 @@ def with_path_choices(tool, root: Path, request: str = "") -> dict:
         for key in ("minLength", "maxLength", "pattern"):
             prop.pop(key, None)
     return schema
+
+
+def named_kinds(request: str, root: Path) -> set[str]:
+    """``NAMED_FILE``/``NAMED_DIR`` for the existing files and folders the request names.
+
+    Only names among the paths under ``root`` count (by relative path or by file name; a folder
+    also by its bare name), so a request naming ``/etc/hosts`` or ``../x`` adds nothing.
+    """
+    from edgeagent.agent.retrieval import NAMED_DIR, NAMED_FILE
+
+    named = named_paths(request)
+    # "the recipes folder": a folder by its bare name (not as a part of a named path)
+    parts = {part for path in named for part in Path(path).parts}
+    bare = set(re.findall(r"[\w-]{3,}", request)) - parts
+    choices = existing_paths(root, None) or []
+    kinds = set()
+    for choice in choices:
+        if choice == ".":
+            continue
+        is_dir = (root / choice).is_dir()
+        if choice in named or Path(choice).name in named or (is_dir and choice in bare):
+            kinds.add(NAMED_DIR if is_dir else NAMED_FILE)
+    return kinds

@@ -62,14 +62,54 @@ def tool_signature(name: str, description: str, parameters: dict) -> str:
     return line
 
 
-def system_prompt(tools: Sequence, extra: str | None = None) -> str:
-    """Instructions plus one signature line per tool (objects with name/description/parameters)."""
+def tool_json(name: str, description: str, parameters: dict) -> str:
+    """One tool as a line of compact JSON (name, description, JSON Schema parameters)."""
+    spec = {"name": name, "description": description.strip()[:300], "parameters": parameters}
+    return "- " + json.dumps(spec, ensure_ascii=False, separators=(",", ":"))
+
+
+# requests that need no tool, answered in text (shown with the tools' own examples)
+CHAT_EXAMPLES = (
+    ("what's the capital of Japan?", "Tokyo."),
+    ("suggest a name for a grey cat", "How about Smokey?"),
+)
+
+
+def examples_text(tools: Sequence) -> list[str]:
+    """Worked examples: each tool's own (request -> call) and a few requests answered in text."""
+    lines = ["Examples:"]
+    for tool in tools:
+        for request, arguments in getattr(tool, "examples", ()) or ():
+            call = json.dumps(
+                {"name": tool.name, "arguments": arguments},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            lines.append(f"User: {request}\nYou: {call}")
+    if len(lines) == 1:
+        return []
+    lines.extend(f"User: {request}\nYou: {answer}" for request, answer in CHAT_EXAMPLES)
+    return lines
+
+
+def system_prompt(
+    tools: Sequence,
+    extra: str | None = None,
+    rendering: str = "signatures",
+    examples: bool = False,
+) -> str:
+    """Instructions plus one line per tool (objects with name/description/parameters):
+    a compact signature, or with ``rendering="json"`` the tool's JSON Schema; with
+    ``examples`` the tools' worked examples too."""
     lines = [INSTRUCTIONS]
     if extra:
         lines.append(extra.strip())
+    render = tool_json if rendering == "json" else tool_signature
     if tools:
         lines.append("Tools:")
-        lines.extend(tool_signature(t.name, t.description, t.parameters) for t in tools)
+        lines.extend(render(t.name, t.description, t.parameters) for t in tools)
+        if examples:
+            lines.extend(examples_text(tools))
     return "\n".join(lines)
 
 

@@ -147,7 +147,9 @@ class LocalProposer:
         self.settings = settings
         self.engine = make_engine(model.llama, model.fingerprint, engine) if len(registry) else None
         self.engine_name = self.engine.info.name if self.engine else "none"
-        self.system = system_prompt(list(registry), system_extra)
+        self.system = system_prompt(
+            list(registry), system_extra, settings.tool_rendering, settings.exemplars
+        )
         self.prefix_cache = None
         self.request_text = ""  # the user's last message, for the degenerate-value check
         self.matches: list = []  # the tools the last request matched (agent.retrieval)
@@ -179,9 +181,25 @@ class LocalProposer:
             string_cap=self.settings.string_cap,
         )
 
-    def _parameters(self, tool) -> dict:
-        """A tool's schema for the grammar: must-exist paths offered as the paths that exist."""
+    def _named_kinds(self) -> set[str]:
+        """Whether the request names an existing file or folder in the first allowed root."""
         roots = getattr(self.context, "allowed_roots", None) if self.context else None
+        if not roots:
+            return set()
+        from edgeagent.agent.paths import named_kinds
+
+        return named_kinds(self.request_text, Path(roots[0]))
+
+    def _parameters(self, tool) -> dict:
+        """A tool's schema for the grammar: must-exist paths offered as the paths that exist,
+        arguments taken from the request offered as the request's word spans."""
+        import dataclasses
+
+        roots = getattr(self.context, "allowed_roots", None) if self.context else None
+        if self.settings.span_arguments and tool.request_spans and self.request_text:
+            from edgeagent.agent.spans import with_request_spans
+
+            tool = dataclasses.replace(tool, parameters=with_request_spans(tool, self.request_text))
         if not (self.settings.path_choices and roots):
             return tool.parameters
         from edgeagent.agent.paths import with_path_choices
@@ -229,6 +247,7 @@ class LocalProposer:
         on_text,
         max_calls: int = MAX_PARALLEL_CALLS,
         view=None,
+        call_prior: bool = True,
     ) -> tuple:
         from edgeagent.grammar.engine import constrain
 
@@ -240,7 +259,7 @@ class LocalProposer:
             return gen, "none"
         constraint, info = constrain(self.engine, self.envelope(mode, max_calls, view).gbnf)
         bias = None
-        if mode == "auto" and self.settings.call_bias:
+        if mode == "auto" and self.settings.call_bias and call_prior:
             bias = dict.fromkeys(self.model.call_start_tokens(), self.settings.call_bias)
         gen = self.model.generate(
             prompt,
@@ -262,8 +281,13 @@ class LocalProposer:
         on_text: Callable[[str], None] | None = None,
         allow_repair: bool = True,
         first_step: bool = True,
+        exclude: Iterable[str] = (),
     ) -> Proposal:
-        """Decode once under the envelope; validate; repair once if invalid; score confidence."""
+        """Decode once under the envelope; validate; repair once if invalid; score confidence.
+
+        ``exclude`` names tools that already ran in this request: they leave the view (a
+        request whose matched tools all ran is answered in text).
+        """
         turns = as_chat_dicts(conversation)
         dropped = self._fit(turns)
         messages = [{"role": "system", "content": self.system}, *turns[dropped:]]
@@ -277,8 +301,17 @@ class LocalProposer:
         if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
             from edgeagent.agent.retrieval import ARITHMETIC_WORD, match_tools, tools_in_view
 
-            self.matches = match_tools(self.request_text, list(self.registry))
-            view = tools_in_view(self.matches)
+            named = self._named_kinds()
+            self.matches = match_tools(self.request_text, list(self.registry), named)
+            if self.settings.span_arguments:
+                from edgeagent.agent.spans import lacks_named_path
+
+                self.matches = [
+                    m
+                    for m in self.matches
+                    if not lacks_named_path(self.registry.get(m.name), self.request_text)
+                ]
+            view = [name for name in tools_in_view(self.matches) if name not in set(exclude)]
             if not view:
                 mode = "none"  # the request is about none of the tools: answer it in text
             elif first_step and ARITHMETIC_WORD in self.matches[0].shared:
@@ -289,7 +322,9 @@ class LocalProposer:
                 if ARITHMETIC_WORD in declared:
                     mode = self.matches[0].name
         self.view = view
-        gen, engine = self._decode(messages, mode, on_text, view=view)
+        # the call prior helps the first decision only: after a tool result the model itself
+        # says whether another call is needed (with the prior it calls a sibling tool instead)
+        gen, engine = self._decode(messages, mode, on_text, view=view, call_prior=first_step)
         usage = _usage_of(gen)
         proposal = self._read(gen, usage, engine, context)
         proposal.dropped_turns = dropped

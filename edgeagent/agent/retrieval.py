@@ -11,17 +11,24 @@ it matched, best first. Nothing here knows any benchmark item: the vocabulary is
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[a-z][a-z0-9]*|\d+")
 # "12 times 7", "1234 + 4321", "15% of 80", "sqrt(2)": arithmetic a calculator-like tool wants
 _ARITHMETIC = re.compile(
     r"\d\s*(?:[-+*/x×÷^%]|times|plus|minus|divided|over|percent|to the power)\s*(?:of\s*)?\(?\s*\d"
-    r"|\b(?:sqrt|square root|cube root|log|sin|cos|tan)\b",
+    r"|\b(?:sqrt|square root|cube root|log|ln|sin|cos|tan)\s*(?:\(|of\b|\d)"
+    r"|\b(?:subtract|divide|multiply|add|(?:average|mean|sum|product) of)\s+(?:the\s+)?-?\d",
     re.IGNORECASE,
 )
 ARITHMETIC_WORD = "__arithmetic__"
+# what looks like a path in a request: "notes.txt", "recipes/", "../../etc/passwd", "~/.ssh/x"
+PATHLIKE = re.compile(r"[\w.~-]*/[\w./~-]*|[\w~-][\w.~-]*\.[A-Za-z0-9]{1,5}\b")
+# a request naming a file or folder that exists in the working folder: a word for the tools that
+# take such a path (agent.paths finds them; this module stays pure)
+NAMED_FILE = "__named_file__"
+NAMED_DIR = "__named_dir__"
 _STOPWORDS_TEXT = (
     "a an the of to for and or in on at by is are be it its this that these those with from "
     "as into than then so if not no do does did can could would should will may might must "
@@ -67,10 +74,41 @@ def tool_words(tool) -> set[str]:
     and their words would pull unrelated requests towards the tool.
     """
     text = [tool.name, tool.description, *(tool.parameters.get("properties") or {})]
-    found = words(" ".join(text))
+    # digits in a tool's texts ("e.g. 2**10") are examples, never what a request is about
+    found = {w for w in words(" ".join(text)) if not w.isdigit()}
     found.discard(ARITHMETIC_WORD)  # only a request can be arithmetic, or a declared keyword
+    found |= path_words(tool)
     for keyword in getattr(tool, "keywords", ()) or ():
         found |= {ARITHMETIC_WORD} if keyword == ARITHMETIC_WORD else words(keyword)
+    return found
+
+
+def without_paths(text: str) -> str:
+    """``text`` with its path-like words blanked out (numbers such as "86.25" stay)."""
+
+    def blank(match: re.Match) -> str:
+        return match.group(0) if match.group(0).replace(".", "").isdigit() else " "
+
+    return PATHLIKE.sub(blank, text)
+
+
+def path_words(tool) -> set[str]:
+    """``NAMED_FILE``/``NAMED_DIR`` for a tool whose argument must name an existing path.
+
+    A named file is for the tools that require such a path (read it, its facts); a named folder
+    for any tool taking one (list it, search in it).
+    """
+    required = set(tool.parameters.get("required") or [])
+    found = set()
+    for validator in tool.validators:
+        marked = getattr(validator, "existing_path", None)
+        if not marked:
+            continue
+        arg, kind = marked
+        if kind in ("file", None) and arg in required:
+            found.add(NAMED_FILE)
+        if kind in ("dir", None):
+            found.add(NAMED_DIR)
     return found
 
 
@@ -83,14 +121,18 @@ class Match:
     shared: tuple[str, ...]
 
 
-def match_tools(request: str, tools: Sequence) -> list[Match]:
-    """Tools the request shares words with, best first (an empty list: the request is chat)."""
+def match_tools(request: str, tools: Sequence, named: Iterable[str] = ()) -> list[Match]:
+    """Tools the request shares words with, best first (an empty list: the request is chat).
+
+    ``named`` adds ``NAMED_FILE``/``NAMED_DIR`` when the request names an existing path.
+    """
     vocab = {t.name: tool_words(t) for t in tools}
     spread: dict[str, int] = {}
     for known in vocab.values():
         for word in known:
             spread[word] = spread.get(word, 0) + 1
-    asked = words(request)
+    # a file's name is a value, not what the request is about ("status.txt" is no system status)
+    asked = words(without_paths(request)) | set(named)
     matches = []
     for tool in tools:
         shared = asked & vocab[tool.name]

@@ -89,6 +89,11 @@ class Tool:
     grounding: Callable[[dict, str], tuple[tuple[str, ...], str] | None] | None = None
     # more words a request may use for this tool (agent.retrieval), beyond its name and texts
     keywords: tuple[str, ...] = ()
+    # string arguments whose value is a part of the user's request (a search query, a note):
+    # the grammar offers the request's word spans (agent.spans) instead of free text
+    request_spans: tuple[str, ...] = ()
+    # (request, arguments) pairs shown in the system prompt when settings.exemplars is on
+    examples: tuple[tuple[str, dict], ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -173,3 +173,24 @@ def test_first_request_counts_building_the_prefix_in_ttft(smollm_path, tmp_path)
         assert first.usage.ttft_s > second.usage.ttft_s
     finally:
         model.close()
+
+
+def test_span_arguments_are_the_users_words_and_no_tool_runs_twice(model, tmp_path):
+    from edgeagent.agent.spans import request_spans
+
+    settings = settings_for(tmp_path, max_steps=3)
+    (settings.allowed_roots[0] / "trips.txt").write_text("Lisbon in May\n")
+    agent = Agent(settings, model=model, store=False, confirm=lambda call, tool: False)
+    for prompt in ("search my files for Lisbon", "Remember that the car is on level 3"):
+        result = agent.run(prompt)
+        spans = request_spans(prompt)
+        made = [c for c in result.calls if c.status != "skipped"]
+        assert made, prompt  # both requests are about a tool: the grammar is offered
+        for call in made:
+            value = call.arguments.get("query", call.arguments.get("text"))
+            if call.name in {"search_files", "search_notes", "add_note"}:
+                assert value in spans, (prompt, call)
+        names = [c.name for c in made if c.status in {"ok", "error"}]
+        assert len(names) == len(set(names)), names  # a tool that ran is not offered again
+        agent.history.clear()
+    agent.close()

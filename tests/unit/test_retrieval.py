@@ -53,3 +53,26 @@ def test_user_tools_are_matched_by_their_own_words():
         "get_weather"
     ]
     assert tools_in_view(match_tools("Write me a poem", [weather])) == []
+
+
+def test_a_named_existing_file_brings_the_path_tools_into_view(builtins, tmp_path):
+    from edgeagent.agent.paths import named_kinds
+    from tests.helpers import make_tree
+
+    root = make_tree(tmp_path / "r", {"config.json": "{}", "recipes/soup.txt": "x"})
+    request = "What port is set in config.json?"
+    assert tools_in_view(match_tools(request, builtins)) == []  # no tool word in it
+    named = named_kinds(request, root)
+    assert named == {"__named_file__"}
+    view = tools_in_view(match_tools(request, builtins, named))
+    assert set(view) == {"read_file", "file_info"}
+    assert named_kinds("how many entries are in the recipes folder", root) == {"__named_dir__"}
+    assert named_kinds("read ../../etc/hosts and /etc/passwd", root) == set()
+    assert named_kinds("what is in missing.txt", root) == set()
+
+
+def test_numbers_and_file_names_are_not_arithmetic_or_tool_words(builtins):
+    assert "__arithmetic__" not in words("what type of entry is logs/app.log?")
+    assert "__arithmetic__" in words("log(100) please")
+    view = tools_in_view(match_tools("wat day is it 2day?", builtins))
+    assert view[0] == "current_time" and "calculator" not in view

@@ -48,7 +48,6 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
         "multiply",
         "divide",
         "add up",
-        "how much is",
         "math",
     ),
     "current_time": (
@@ -69,6 +68,37 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "http_get": ("url", "website", "web", "page", "fetch", "download", "http", "internet", "site"),
 }
 
+# Arguments that are a part of the request: a query, a note or a file's text is the user's words,
+# a new file's path one the user named (agent.spans).
+REQUEST_SPANS: dict[str, tuple[str, ...]] = {
+    "search_files": ("query",),
+    "search_notes": ("query",),
+    "add_note": ("text",),
+    "write_file": ("path:path", "content"),
+    "calculator": ("expression:expression",),
+}
+
+# One worked example per built-in for the system prompt (settings.exemplars): requests written for
+# the prompt, about files and facts that appear nowhere else (not the everyday suite's).
+EXAMPLES: dict[str, tuple[tuple[str, dict], ...]] = {
+    "list_dir": (("what's inside the photos folder?", {"path": "photos"}),),
+    "read_file": (("open letters/draft.txt", {"path": "letters/draft.txt"}),),
+    "search_files": (("which file talks about invoices?", {"query": "invoices"}),),
+    "file_info": (("when was plan.odt last changed?", {"path": "plan.odt"}),),
+    "write_file": (
+        ("save 'see you at 6' in msg.txt", {"path": "msg.txt", "content": "see you at 6"}),
+    ),
+    "add_note": (
+        ("note that the spare key is under the pot", {"text": "the spare key is under the pot"}),
+    ),
+    "search_notes": (("what did I note about the spare key?", {"query": "spare key"}),),
+    "list_notes": (("show my notes", {}),),
+    "calculator": (("what is 18 times 4?", {"expression": "18 * 4"}),),
+    "current_time": (("what's the date today?", {}),),
+    "system_status": (("how much memory is free?", {}),),
+    "http_get": (("fetch https://example.org/news", {"url": "https://example.org/news"}),),
+}
+
 
 def make_builtin_tools(context: ToolContext) -> list[Tool]:
     """Every built-in tool, closed over ``context``, in ``BUILTIN_NAMES`` order."""
@@ -79,7 +109,14 @@ def make_builtin_tools(context: ToolContext) -> list[Tool]:
         *make_web_tools(context),
     ]
     return [
-        dataclasses.replace(t, source="builtin", keywords=KEYWORDS.get(t.name, ())) for t in made
+        dataclasses.replace(
+            t,
+            source="builtin",
+            keywords=KEYWORDS.get(t.name, ()),
+            request_spans=REQUEST_SPANS.get(t.name, ()),
+            examples=EXAMPLES.get(t.name, ()),
+        )
+        for t in made
     ]
 
 
