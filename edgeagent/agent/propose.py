@@ -314,6 +314,11 @@ class LocalProposer:
             view = [name for name in tools_in_view(self.matches) if name not in set(exclude)]
             if not view:
                 mode = "none"  # the request is about none of the tools: answer it in text
+            elif first_step and named & set(self.matches[0].shared):
+                # the user named a file or folder that is there, and the best-matching tool
+                # takes it: answering without looking at it is never right, so a call is
+                # required (the model still chooses which of the tools in view)
+                mode = "required"
             elif first_step and ARITHMETIC_WORD in self.matches[0].shared:
                 # arithmetic in the request and a tool that declares it takes arithmetic: a
                 # small model's mental arithmetic is wrong too often ("12 * 7 = 80") to let it

@@ -350,6 +350,9 @@ def test_current_time(context: ToolContext) -> None:
     assert parsed.utcoffset() == datetime.timedelta(0)
     assert abs(parsed.timestamp() - time.time()) < 5
     assert utc["timezone"] == "UTC" and utc["weekday"] == parsed.strftime("%A")
+    # in words too, the way a small model can copy it into an answer
+    assert utc["date"] == f"{parsed:%A}, {parsed.day} {parsed:%B %Y}"
+    assert utc["time"] == f"{parsed:%H:%M}"
     paris = json.loads(run(context, "current_time", timezone="Europe/Paris").output)
     offset = datetime.datetime.fromisoformat(paris["iso"]).utcoffset()
     assert offset in (datetime.timedelta(hours=1), datetime.timedelta(hours=2))

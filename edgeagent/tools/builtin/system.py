@@ -303,10 +303,14 @@ def current_time(timezone: Annotated[str, Field(max_length=64)] = "local") -> di
     """
     zone = _zone(timezone)
     now = datetime.datetime.now(zone).astimezone(zone)  # aware, in local time when zone is None
+    # the date and time in words first (a small model copies "30 November 2026", and would
+    # misread "2026-11-30T15:32:52+00:00"), then the exact ISO form
     return {
-        "iso": now.isoformat(timespec="seconds"),
-        "timezone": timezone if zone is not None else (now.tzname() or "local"),
+        "date": f"{now.strftime('%A')}, {now.day} {now.strftime('%B %Y')}",
+        "time": now.strftime("%H:%M"),
         "weekday": now.strftime("%A"),
+        "timezone": timezone if zone is not None else (now.tzname() or "local"),
+        "iso": now.isoformat(timespec="seconds"),
     }
 
 
