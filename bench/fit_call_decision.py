@@ -4,8 +4,9 @@ For every task whose request brings tools into view (agent.retrieval), the model
 log-odds of starting a call (``{``) rather than text are read once, without any prior, from the
 prompt edgeagent really renders. The call prior ``call_bias`` is a threshold on those log-odds: the
 model calls when ``log-odds + call_bias > 0``. The script lists, per threshold, the calls made on
-tasks that need no tool and the tool tasks left unanswered by a tool, on the split it fits on and,
-separately, on the other one (never used to choose).
+tasks that need no tool and the tool tasks left unanswered by a tool, and how many requests of
+each kind reach a given retrieval score (``STRONG_MATCH`` makes a call required), on the split it
+fits on and, separately, on the other one (never used to choose).
 
     python bench/fit_call_decision.py [--model ID] [--fit tune]
 """
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 TASKS = ROOT / "bench" / "tasks" / "everyday.jsonl"
 FIXTURES = ROOT / "bench" / "tasks" / "fixtures"
 BIASES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12)
+SCORES = (0.5, 1.0, 1.1, 1.5, 2.0)
 
 
 def _logsumexp(values: np.ndarray) -> float:
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         view = tools_in_view(matches)
         if not view:
             continue  # answered in text whatever the prior: not part of this decision
+        # decided by evidence before the model: a named existing path, arithmetic
         forced = bool(named & set(matches[0].shared)) or "__arithmetic__" in matches[0].shared
         messages = [
             {"role": "system", "content": proposer.system},
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 "split": task["split"],
                 "needs_tool": task["needs_tool"],
                 "forced": forced,
+                "score": matches[0].score,
                 "odds": round(odds, 3),
             }
         )
@@ -109,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             false_calls = sum(r["odds"] + bias > 0 for r in no_tool)
             missed = sum(r["odds"] + bias <= 0 for r in tool)
             print(f"| {bias} | {false_calls}/{len(no_tool)} | {missed}/{len(tool)} |")
+        print("\n| best match score at least | requests above it: no-tool | tool |")
+        print("|---|---|---|")
+        for floor in SCORES:
+            over_no = sum(r["score"] >= floor for r in no_tool)
+            over_tool = sum(r["score"] >= floor for r in tool)
+            print(f"| {floor} | {over_no}/{len(no_tool)} | {over_tool}/{len(tool)} |")
     if args.out:
         args.out.write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
     return 0

@@ -176,7 +176,26 @@ def show_result(name: str, output: str) -> str:
         )
     if len(text) > MAX_SHOWN_RESULT:
         text = text[:MAX_SHOWN_RESULT] + f"\n[... {len(text) - MAX_SHOWN_RESULT} more characters]"
-    return f"{name} returned:\n{text}"
+    return f"{name} returned:\n{defang_markup(text)}"
+
+
+# chat-template and tool-result markup inside data: "<|im_start|>", "</tool_result>", "[INST]"
+_MARKUP = re.compile(
+    r"<\|\s*([\w.-]{1,40})\s*\|>|<\s*(/?\s*(?:tool_result|start_of_turn|end_of_turn)\b[^<>]{0,80})>"
+    r"|\[(/?INST)\]",
+    re.IGNORECASE,
+)
+
+
+def defang_markup(text: str) -> str:
+    """Template and delimiter markup in shown data written in plain parentheses (``(im_start)``),
+    so a file that contains them is shown as the data it is, never as markup."""
+
+    def plain(match: re.Match) -> str:
+        inner = next(g for g in match.groups() if g is not None)
+        return "(" + " ".join(inner.split()).replace("/ ", "/") + ")"
+
+    return _MARKUP.sub(plain, text)
 
 
 def ground_in_results(

@@ -296,7 +296,8 @@ class Agent:
             # otherwise the model answers from the results (no re-proposing the same call)
             used = {c.name for c in fresh}
             view = self.proposer.view
-            mode = "auto" if view is None or set(view) - used - self._used_tools else "none"
+            more = view is None or set(view) - used - self._used_tools
+            mode = "auto" if more and self.settings.follow_up_calls else "none"
             self._used_tools |= used
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")

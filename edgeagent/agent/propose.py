@@ -299,7 +299,12 @@ class LocalProposer:
             mode = "free"
         view = None
         if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
-            from edgeagent.agent.retrieval import ARITHMETIC_WORD, match_tools, tools_in_view
+            from edgeagent.agent.retrieval import (
+                ARITHMETIC_WORD,
+                STRONG_MATCH,
+                match_tools,
+                tools_in_view,
+            )
 
             named = self._named_kinds()
             self.matches = match_tools(self.request_text, list(self.registry), named)
@@ -318,6 +323,10 @@ class LocalProposer:
                 # the user named a file or folder that is there, and the best-matching tool
                 # takes it: answering without looking at it is never right, so a call is
                 # required (the model still chooses which of the tools in view)
+                mode = "required"
+            elif first_step and self.matches[0].score >= STRONG_MATCH:
+                # the request shares more than one word with a tool ("How many CPU cores does
+                # this machine have?"): on the tune split no request that needed no tool did
                 mode = "required"
             elif first_step and ARITHMETIC_WORD in self.matches[0].shared:
                 # arithmetic in the request and a tool that declares it takes arithmetic: a

@@ -40,6 +40,10 @@ _STOPWORDS_TEXT = (
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 MAX_TOOLS_SHOWN = 4
 KEEP_RATIO = 0.5  # tools scoring at least half the best score stay in view
+# a best match scoring this much makes a call required (bench/fit_call_decision.py, tune split:
+# every request scoring above 1.0 needed a tool; two of the 24 scoring exactly 1.0 did not)
+STRONG_MATCH = 1.1
+NAMED_BONUS = 0.75  # a named path, for the tool that declares it its own (tune split)
 
 
 def _stem(word: str) -> str:
@@ -79,7 +83,8 @@ def tool_words(tool) -> set[str]:
     found.discard(ARITHMETIC_WORD)  # only a request can be arithmetic, or a declared keyword
     found |= path_words(tool)
     for keyword in getattr(tool, "keywords", ()) or ():
-        found |= {ARITHMETIC_WORD} if keyword == ARITHMETIC_WORD else words(keyword)
+        signal = keyword in (ARITHMETIC_WORD, NAMED_FILE, NAMED_DIR)
+        found |= {keyword} if signal else words(keyword)
     return found
 
 
@@ -138,6 +143,10 @@ def match_tools(request: str, tools: Sequence, named: Iterable[str] = ()) -> lis
         shared = asked & vocab[tool.name]
         if shared:
             score = sum(1.0 / spread[w] for w in shared)
+            # a tool that declares a named path as its own signal is *the* tool for it (what
+            # "what's in notes.txt" wants is read_file; file_info only if asked about size)
+            declared = set(getattr(tool, "keywords", ()) or ()) & {NAMED_FILE, NAMED_DIR}
+            score += NAMED_BONUS * len(declared & shared)
             matches.append(Match(tool.name, round(score, 4), tuple(sorted(shared))))
     return sorted(matches, key=lambda m: -m.score)
 

@@ -248,11 +248,16 @@ class EdgeAgentApp(App[None]):
             self._refresh_stats()
 
     def _ready_notice(self, agent: Agent) -> None:
+        from edgeagent.runtime.session import base_model_warning
+
         tools = ", ".join(agent.registry.names()) or "none"
         self.conversation.add_notice(
             f"ready: {agent.model.path.name}; tools: {tools}. "
             "Write and network calls ask first; click a call card for details."
         )
+        warning = base_model_warning(agent.model.path)
+        if warning:
+            self.conversation.add_notice(warning, "warning")
 
     def _show_network(self, settings: Settings) -> None:
         bar = self.status_bar

@@ -181,11 +181,12 @@ def test_span_arguments_are_the_users_words_and_no_tool_runs_twice(model, tmp_pa
     settings = settings_for(tmp_path, max_steps=3)
     (settings.allowed_roots[0] / "trips.txt").write_text("Lisbon in May\n")
     agent = Agent(settings, model=model, store=False, confirm=lambda call, tool: False)
-    for prompt in ("search my files for Lisbon", "Remember that the car is on level 3"):
+    # both requests match their tool strongly enough that a call is required (agent.retrieval)
+    for prompt in ("Find files that mention Lisbon", "Jot down a note: the car is on level 3"):
         result = agent.run(prompt)
         spans = request_spans(prompt)
         made = [c for c in result.calls if c.status != "skipped"]
-        assert made, prompt  # both requests are about a tool: the grammar is offered
+        assert made, prompt
         for call in made:
             value = call.arguments.get("query", call.arguments.get("text"))
             if call.name in {"search_files", "search_notes", "add_note"}:

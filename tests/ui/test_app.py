@@ -98,6 +98,21 @@ def test_real_exchange_streams_the_answer_and_shows_energy(smollm_path, tmp_path
 
 
 @pytest.mark.model
+def test_a_base_model_is_loaded_with_a_warning_in_the_log(gemma_path, tmp_path):
+    settings = settings_for(tmp_path, str(gemma_path))
+
+    async def scenario() -> None:
+        app = make_app(settings)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.agent is not None, TURN_TIMEOUT_S, "the model")
+            await pilot.pause()
+            warnings = [n for n in app.conversation.notices() if "base model" in n]
+            assert len(warnings) == 1 and gemma_path.name in warnings[0]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.model
 def test_write_tool_waits_for_the_modal_and_is_not_run_when_denied(smollm_path, tmp_path):
     from edgeagent.agent.loop import Agent
     from edgeagent.tools.registry import tool_from_function

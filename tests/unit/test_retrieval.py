@@ -65,7 +65,9 @@ def test_a_named_existing_file_brings_the_path_tools_into_view(builtins, tmp_pat
     named = named_kinds(request, root)
     assert named == {"__named_file__"}
     view = tools_in_view(match_tools(request, builtins, named))
-    assert set(view) == {"read_file", "file_info"}
+    assert view == ["read_file"]  # the tool that declares a named file its own
+    sized = tools_in_view(match_tools("how big is config.json", builtins, named))
+    assert sized[:2] == ["file_info", "read_file"]
     assert named_kinds("how many entries are in the recipes folder", root) == {"__named_dir__"}
     assert named_kinds("read ../../etc/hosts and /etc/passwd", root) == set()
     assert named_kinds("what is in missing.txt", root) == set()

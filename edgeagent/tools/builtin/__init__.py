@@ -27,10 +27,31 @@ BUILTIN_NAMES: tuple[str, ...] = (
 )
 
 
-# Everyday words for what each built-in does (agent.retrieval), beyond its name and description.
+# Everyday words for what each built-in does (agent.retrieval), beyond its name and description;
+# "__named_file__"/"__named_dir__": the tool for a request that names an existing file / folder.
 KEYWORDS: dict[str, tuple[str, ...]] = {
-    "list_dir": ("ls", "directory", "contents", "folder", "files", "what is in", "inside"),
-    "read_file": ("open", "show", "contents", "says", "say", "inside", "view", "cat", "what is"),
+    "list_dir": (
+        "__named_dir__",
+        "ls",
+        "directory",
+        "contents",
+        "folder",
+        "files",
+        "what is in",
+        "inside",
+    ),
+    "read_file": (
+        "__named_file__",
+        "open",
+        "show",
+        "contents",
+        "says",
+        "say",
+        "inside",
+        "view",
+        "cat",
+        "what is",
+    ),
     "search_files": ("find", "grep", "mention", "contain", "which file", "look for", "where"),
     "file_info": ("size", "big", "large", "bytes", "modified", "changed", "edited", "kind"),
     "write_file": ("write", "save", "create", "put", "store", "append", "make a file"),
