@@ -51,6 +51,7 @@ class Settings:
     tool_retrieval: bool = True
     path_choices: bool = True
     span_arguments: bool = True
+    cite_sources: bool = True  # quote the lines of read results an answer rests on
     follow_up_calls: bool = True  # after a tool result, may the model call another tool?
     exemplars: bool = False  # worked examples in the system prompt (the cached prefix)
     tool_rendering: str = "signatures"  # how the system prompt shows tools: signatures | json

@@ -222,6 +222,54 @@ def ground_in_results(
     )
 
 
+MAX_CITED_LINES = 2
+MAX_CITED_CHARS = 240
+
+
+def relevant_lines(request_text: str, output: str, ignore: Iterable[str] = ()) -> list[str]:
+    """The lines of a text output sharing the most content words with the request (at most
+    ``MAX_CITED_LINES``, in their order; none when no line shares a word)."""
+    from edgeagent.agent.retrieval import ARITHMETIC_WORD, without_paths, words
+
+    skip = set().union(*(words(w) for w in ignore)) if ignore else set()
+    asked = words(without_paths(request_text)) - skip - {ARITHMETIC_WORD}
+    if not asked:
+        return []
+    scored = []
+    for index, raw in enumerate(output.splitlines()):
+        line = raw.strip()
+        if not line or len(line) > MAX_CITED_CHARS:
+            continue
+        shared = len(words(line) & asked)
+        if shared:
+            scored.append((shared, index, line))
+    if not scored:
+        return []
+    best = max(score for score, _i, _l in scored)
+    top = [(i, line) for score, i, line in scored if score == best][:MAX_CITED_LINES]
+    return [line for _i, line in sorted(top)]
+
+
+def cite_lines(
+    answer: str, sources: Sequence[tuple[str, str]], request_text: str, ignore: Iterable[str] = ()
+) -> str:
+    """The answer, followed by the source lines it rests on when it does not state them.
+
+    ``sources`` are ``(label, text output)`` of this request's results from tools that declare
+    their output citable (``Tool.cite``). A small model often answers a question about a file
+    with a guess; the line of the file that answers it, quoted under the answer as data, is what
+    the user can check. A line the answer already contains word for word is not repeated.
+    """
+    quoted = []
+    for label, output in sources:
+        lines = relevant_lines(request_text, output, ignore)
+        fresh = [ln for ln in lines if ln not in answer]
+        if fresh:
+            body = "\n".join(f"> {defang_markup(ln)}" for ln in fresh)
+            quoted.append(f"From {label}:\n{body}")
+    return "\n\n".join([answer, *quoted]) if quoted else answer
+
+
 def not_done_lines(failures: Sequence[tuple[str, str]]) -> str:
     """One honest line per call that did not run or failed: ``Not done: TOOL: why``."""
     lines = dict.fromkeys(f"Not done: {name}: {why}" for name, why in failures)

@@ -95,6 +95,7 @@ class Agent:
         self._request_started = time.perf_counter()
         self._built_prefix_tokens = 0
         self._outputs: list[tuple[str, str]] = []
+        self._sources: list[tuple[str, str]] = []
         self._failures: list[tuple[str, str]] = []
         self._warmed = False
         self.prefix_source = "none"
@@ -212,6 +213,7 @@ class Agent:
         mode, succeeded, failed = "auto", set(), set()
         self._used_tools: set[str] = set()
         self._groundings, self._outputs, self._failures = [], [], []
+        self._sources: list[tuple[str, str]] = []  # (label, text) of read results, to cite
         for step in range(1, self.settings.max_steps + 1):
             result.steps = step
             proposal = self.proposer.propose(
@@ -325,6 +327,9 @@ class Agent:
                 self._groundings.append((*found, call.name))
             if res.ok:
                 self._outputs.append((call.name, res.output))
+                if self.registry.get(call.name).cite:
+                    label = str(call.arguments.get("path") or call.name)
+                    self._sources.append((label, res.output))
             elif res.status in ("declined", "error", "timeout", "not_executed"):
                 self._failures.append((call.name, res.error or res.status))
             self.on_event(CallExecuted(request_id, call, res))
@@ -367,6 +372,11 @@ class Agent:
                 grounded.text, self._outputs, self.proposer.request_text, ignore
             )
         text = grounded.text
+        if not grounded.notices and self._sources and self.settings.cite_sources:
+            from edgeagent.agent.answer import cite_lines
+
+            names = {t.name for t in self.registry}
+            text = cite_lines(text, self._sources, self.proposer.request_text, names)
         if self._failures and "Not done:" not in text:
             text = f"{text}\n\n{not_done_lines(self._failures)}"
         for notice in (*cleaned.notices, *grounded.notices):

@@ -94,6 +94,9 @@ class Tool:
     request_spans: tuple[str, ...] = ()
     # (request, arguments) pairs shown in the system prompt when settings.exemplars is on
     examples: tuple[tuple[str, dict], ...] = ()
+    # the output is text whose lines an answer may rest on: the relevant ones are quoted under
+    # the answer (agent.answer.cite_lines)
+    cite: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -120,6 +120,9 @@ EXAMPLES: dict[str, tuple[tuple[str, dict], ...]] = {
     "http_get": (("fetch https://example.org/news", {"url": "https://example.org/news"}),),
 }
 
+# Tools whose text output an answer quotes from (the lines it rests on, agent.answer.cite_lines).
+CITED = frozenset({"read_file", "search_files", "search_notes", "list_notes", "http_get"})
+
 
 def make_builtin_tools(context: ToolContext) -> list[Tool]:
     """Every built-in tool, closed over ``context``, in ``BUILTIN_NAMES`` order."""
@@ -136,6 +139,7 @@ def make_builtin_tools(context: ToolContext) -> list[Tool]:
             keywords=KEYWORDS.get(t.name, ()),
             request_spans=REQUEST_SPANS.get(t.name, ()),
             examples=EXAMPLES.get(t.name, ()),
+            cite=t.name in CITED,
         )
         for t in made
     ]
