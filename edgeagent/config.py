@@ -53,7 +53,7 @@ class Settings:
     span_arguments: bool = True
     cite_sources: bool = True  # quote the lines of read results an answer rests on
     follow_up_calls: bool = True  # after a tool result, may the model call another tool?
-    exemplars: bool = False  # worked examples in the system prompt (the cached prefix)
+    exemplars: bool = True  # worked examples in the system prompt (the cached prefix)
     tool_rendering: str = "signatures"  # how the system prompt shows tools: signatures | json
     call_repeat_penalty: float = 1.1
     remote_url: str | None = None

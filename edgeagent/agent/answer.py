@@ -87,14 +87,12 @@ RECITAL_CHARS = 40
 def recites(text: str, source: str, window: int = RECITAL_CHARS) -> bool:
     """Whether ``text`` copies ``window`` consecutive characters of ``source`` (the system
     prompt: instructions and tool list are not an answer)."""
-    if len(source) < window or len(text) < window:
+    flat, known = " ".join(text.split()), " ".join(source.split())
+    if len(known) < window or len(flat) < window:
         return False
-    flat = " ".join(text.split())
-    step = window // 2
-    return any(
-        " ".join(source[i : i + window].split()) in flat
-        for i in range(0, len(source) - window + 1, step)
-    )
+    # every window of the prompt, at every offset (a copy need not start on a boundary)
+    windows = {known[i : i + window] for i in range(len(known) - window + 1)}
+    return any(flat[i : i + window] in windows for i in range(len(flat) - window + 1))
 
 
 def clean_answer(
