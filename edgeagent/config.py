@@ -52,7 +52,7 @@ class Settings:
     path_choices: bool = True
     span_arguments: bool = True
     cite_sources: bool = True  # quote the lines of read results an answer rests on
-    follow_up_calls: bool = True  # after a tool result, may the model call another tool?
+    follow_up_calls: bool = True  # after a result, another call when the request asks for it
     exemplars: bool = True  # worked examples in the system prompt (the cached prefix)
     tool_rendering: str = "signatures"  # how the system prompt shows tools: signatures | json
     call_repeat_penalty: float = 1.1

@@ -299,8 +299,9 @@ class Agent:
             used = {c.name for c in fresh}
             view = self.proposer.view
             more = view is None or set(view) - used - self._used_tools
-            mode = "auto" if more and self.settings.follow_up_calls else "none"
             self._used_tools |= used
+            asked = self.proposer.follow_up_evidence(self._used_tools)
+            mode = "auto" if more and asked and self.settings.follow_up_calls else "none"
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
 

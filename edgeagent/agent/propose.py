@@ -181,6 +181,25 @@ class LocalProposer:
             string_cap=self.settings.string_cap,
         )
 
+    def follow_up_evidence(self, exclude: Iterable[str]) -> bool:
+        """Whether a tool of the last view that has not run is asked for in words strongly
+        enough (``STRONG_MATCH`` without the named-path signal) to call it after a result.
+
+        After a tool result a 135M model calls a sibling tool more often than it answers
+        (file_info after read_file, current_time after system_status): on the tune split a
+        follow-up call lost more tasks than it won unless the request itself asked for it.
+        """
+        from edgeagent.agent.retrieval import STRONG_MATCH
+
+        if self.view is None:
+            return True  # no retrieval: the model decides, as before
+        done = set(exclude)
+        return any(
+            m.word_score >= STRONG_MATCH
+            for m in self.matches
+            if m.name in self.view and m.name not in done
+        )
+
     def _named_kinds(self) -> set[str]:
         """Whether the request names an existing file or folder in the first allowed root."""
         roots = getattr(self.context, "allowed_roots", None) if self.context else None

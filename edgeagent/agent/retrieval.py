@@ -124,6 +124,7 @@ class Match:
     name: str
     score: float
     shared: tuple[str, ...]
+    word_score: float = 0.0  # the score from the request's words alone (no named-path signal)
 
 
 def match_tools(request: str, tools: Sequence, named: Iterable[str] = ()) -> list[Match]:
@@ -147,7 +148,10 @@ def match_tools(request: str, tools: Sequence, named: Iterable[str] = ()) -> lis
             # "what's in notes.txt" wants is read_file; file_info only if asked about size)
             declared = set(getattr(tool, "keywords", ()) or ()) & {NAMED_FILE, NAMED_DIR}
             score += NAMED_BONUS * len(declared & shared)
-            matches.append(Match(tool.name, round(score, 4), tuple(sorted(shared))))
+            worded = sum(1.0 / spread[w] for w in shared - {NAMED_FILE, NAMED_DIR})
+            matches.append(
+                Match(tool.name, round(score, 4), tuple(sorted(shared)), round(worded, 4))
+            )
     return sorted(matches, key=lambda m: -m.score)
 
 

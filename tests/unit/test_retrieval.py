@@ -78,3 +78,26 @@ def test_numbers_and_file_names_are_not_arithmetic_or_tool_words(builtins):
     assert "__arithmetic__" in words("log(100) please")
     view = tools_in_view(match_tools("wat day is it 2day?", builtins))
     assert view[0] == "current_time" and "calculator" not in view
+
+
+def test_a_follow_up_call_needs_the_request_to_ask_for_that_tool_in_words(builtins, tmp_path):
+    from types import SimpleNamespace
+
+    from edgeagent.agent.paths import named_kinds
+    from edgeagent.agent.propose import LocalProposer
+    from tests.helpers import make_tree
+
+    root = make_tree(tmp_path / "r", {"budget.csv": "a,b\n"})
+
+    def evidence(request: str, done: set[str]) -> bool:
+        matches = match_tools(request, builtins, named_kinds(request, root))
+        state = SimpleNamespace(matches=matches, view=tools_in_view(matches))
+        return LocalProposer.follow_up_evidence(state, done)
+
+    # the path alone is no request to read the file after its size was looked up
+    assert not evidence("How big is budget.csv?", {"file_info"})
+    assert not evidence("What's the CPU load right now?", {"system_status"})
+    # two tools asked for in words: the second may follow the first
+    assert evidence(
+        "list the files in this folder, then search files that mention rent", {"list_dir"}
+    )
