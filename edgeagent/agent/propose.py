@@ -181,6 +181,26 @@ class LocalProposer:
             string_cap=self.settings.string_cap,
         )
 
+    def _first_mode(self, named: set[str]) -> str:
+        """The first step's decision from the evidence before the model (agent.retrieval).
+
+        Arithmetic goes to the tool that declares it takes arithmetic (a small model's mental
+        arithmetic is wrong too often: "12 * 7 = 80"). A call is required when the user named a
+        file or folder that is there and the best-matching tool takes it (answering without
+        looking is never right), or when the request shares more than one word with a tool
+        (``STRONG_MATCH``, fitted on the tune split); the model still chooses among the tools
+        in view. Otherwise the model decides, with the call prior.
+        """
+        from edgeagent.agent.retrieval import ARITHMETIC_WORD, STRONG_MATCH
+
+        best = self.matches[0]
+        declared = self.registry.get(best.name).keywords
+        if ARITHMETIC_WORD in best.shared and ARITHMETIC_WORD in declared:
+            return best.name
+        if named & set(best.shared) or best.score >= STRONG_MATCH:
+            return "required"
+        return "auto"
+
     def follow_up_evidence(self, exclude: Iterable[str]) -> bool:
         """Whether a tool of the last view that has not run is asked for in words strongly
         enough (``STRONG_MATCH`` without the named-path signal) to call it after a result.
@@ -318,12 +338,7 @@ class LocalProposer:
             mode = "free"
         view = None
         if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
-            from edgeagent.agent.retrieval import (
-                ARITHMETIC_WORD,
-                STRONG_MATCH,
-                match_tools,
-                tools_in_view,
-            )
+            from edgeagent.agent.retrieval import match_tools, tools_in_view
 
             named = self._named_kinds()
             self.matches = match_tools(self.request_text, list(self.registry), named)
@@ -338,22 +353,8 @@ class LocalProposer:
             view = [name for name in tools_in_view(self.matches) if name not in set(exclude)]
             if not view:
                 mode = "none"  # the request is about none of the tools: answer it in text
-            elif first_step and named & set(self.matches[0].shared):
-                # the user named a file or folder that is there, and the best-matching tool
-                # takes it: answering without looking at it is never right, so a call is
-                # required (the model still chooses which of the tools in view)
-                mode = "required"
-            elif first_step and self.matches[0].score >= STRONG_MATCH:
-                # the request shares more than one word with a tool ("How many CPU cores does
-                # this machine have?"): on the tune split no request that needed no tool did
-                mode = "required"
-            elif first_step and ARITHMETIC_WORD in self.matches[0].shared:
-                # arithmetic in the request and a tool that declares it takes arithmetic: a
-                # small model's mental arithmetic is wrong too often ("12 * 7 = 80") to let it
-                # choose to answer
-                declared = self.registry.get(self.matches[0].name).keywords
-                if ARITHMETIC_WORD in declared:
-                    mode = self.matches[0].name
+            elif first_step:
+                mode = self._first_mode(named)
         self.view = view
         # the call prior helps the first decision only: after a tool result the model itself
         # says whether another call is needed (with the prior it calls a sibling tool instead)
