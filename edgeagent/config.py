@@ -51,6 +51,7 @@ class Settings:
     tool_retrieval: bool = True
     path_choices: bool = True
     span_arguments: bool = True
+    number_choices: bool = True  # a required number is one the request states (agent.spans)
     cite_sources: bool = True  # quote the lines of read results an answer rests on
     follow_up_calls: bool = True  # after a result, another call when the request asks for it
     exemplars: bool = True  # worked examples in the system prompt (the cached prefix)

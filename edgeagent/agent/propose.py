@@ -231,10 +231,17 @@ class LocalProposer:
 
     def _parameters(self, tool) -> dict:
         """A tool's schema for the grammar: must-exist paths offered as the paths that exist,
-        arguments taken from the request offered as the request's word spans."""
+        arguments taken from the request offered as the request's word spans, required numbers
+        as the numbers the request states."""
         import dataclasses
 
         roots = getattr(self.context, "allowed_roots", None) if self.context else None
+        if self.settings.number_choices and self.request_text:
+            from edgeagent.agent.spans import with_number_choices
+
+            numbered = with_number_choices(tool.parameters, self.request_text)
+            if numbered is not tool.parameters:
+                tool = dataclasses.replace(tool, parameters=numbered)
         if self.settings.span_arguments and tool.request_spans and self.request_text:
             from edgeagent.agent.spans import with_request_spans
 
@@ -337,7 +344,7 @@ class LocalProposer:
         if not len(self.registry):
             mode = "free"
         view = None
-        if mode == "auto" and self.settings.tool_retrieval and len(self.registry) > 1:
+        if mode == "auto" and self.settings.tool_retrieval:
             from edgeagent.agent.retrieval import match_tools, tools_in_view
 
             named = self._named_kinds()

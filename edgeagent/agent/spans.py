@@ -117,3 +117,70 @@ def lacks_named_path(tool, request: str) -> bool:
         if kind == "path" and arg in required and not named_paths(request):
             return True
     return False
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\d])")
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "dozen": 12,
+    "twenty": 20,
+    "hundred": 100,
+}
+
+
+def request_numbers(request: str) -> list[float]:
+    """The numbers a request states, in order: digits ("5C", "0.01", "1,250") and number words."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", request)
+    found: list[float] = [float(m) for m in _NUMBER.findall(text)]
+    found += [
+        float(_NUMBER_WORDS[w]) for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS
+    ]
+    return list(dict.fromkeys(found))
+
+
+def with_number_choices(parameters: dict, request: str) -> dict:
+    """``parameters`` with an ``enum`` of the request's numbers on each required number.
+
+    A 135M model asked for "two charges of 5C and 7C placed 3 meters apart" writes
+    ``charge1: 1, charge2: 2``; offered the numbers the user wrote, it picks among 5, 7, 3 and 2.
+    Optional numbers stay free (the model may leave them out), and so does every number when
+    the request states none, or none of the type (an integer argument and only "0.5" said).
+    """
+    numbers = request_numbers(request)
+    props = parameters.get("properties") or {}
+    required = set(parameters.get("required") or [])
+    if not numbers or not required & set(props):
+        return parameters
+    schema = copy.deepcopy(parameters)
+    changed = False
+    for name in required:
+        prop = schema.get("properties", {}).get(name)
+        if not isinstance(prop, dict) or "enum" in prop or "const" in prop:
+            continue
+        kind = prop.get("type")
+        if kind == "integer":
+            choices = [int(n) for n in numbers if n.is_integer()]
+        elif kind == "number":
+            choices = [int(n) if n.is_integer() else n for n in numbers]
+        else:
+            continue
+        low, high = prop.get("minimum"), prop.get("maximum")
+        choices = [c for c in choices if (low is None or c >= low) and (high is None or c <= high)]
+        if not choices:
+            continue
+        prop["enum"] = choices
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+            prop.pop(key, None)
+        changed = True
+    return schema if changed else parameters

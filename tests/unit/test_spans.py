@@ -70,3 +70,25 @@ def test_an_expression_is_a_span_the_calculator_accepts():
     # nothing the calculator takes (only bare numbers): the model writes the expression
     eggs = with_request_spans(calc, "I bought 3 packs of 24 eggs. How many eggs in total?")
     assert "enum" not in eggs["properties"]["expression"]
+
+
+def test_required_numbers_are_the_numbers_the_request_states():
+    from edgeagent.agent.spans import request_numbers, with_number_choices
+
+    said = "Calculate the force between two charges of 5C and 7C placed 3 meters apart."
+    assert request_numbers(said) == [5, 7, 3, 2]
+    assert request_numbers("1,250 m and 0.01 C in file2.txt") == [1250, 0.01]
+    schema = {
+        "type": "object",
+        "properties": {
+            "charge": {"type": "number", "minimum": 0},
+            "count": {"type": "integer"},
+            "decimals": {"type": "integer"},
+        },
+        "required": ["charge", "count"],
+    }
+    chosen = with_number_choices(schema, "a charge of 0.01 and -2 items")
+    assert chosen["properties"]["charge"]["enum"] == [0.01]  # -2 is below the minimum
+    assert chosen["properties"]["count"]["enum"] == [-2]  # 0.01 is no integer
+    assert "enum" not in chosen["properties"]["decimals"]  # optional: left free
+    assert with_number_choices(schema, "no numbers here") is schema
