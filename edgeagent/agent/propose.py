@@ -305,7 +305,10 @@ class LocalProposer:
             return gen, "none"
         constraint, info = constrain(self.engine, self.envelope(mode, max_calls, view).gbnf)
         bias = None
-        if mode == "auto" and self.settings.call_bias and call_prior:
+        if mode in ("auto", "required") and self.settings.call_bias and call_prior:
+            # auto: the prior for calling at all; required: for one call (``{``) over a list
+            # (``[``), which a base model writes as 2-4 near-identical calls when nothing
+            # steers it (Gemma on BFCL: 10 of 40 items wrong by count)
             bias = dict.fromkeys(self.model.call_start_tokens(), self.settings.call_bias)
         gen = self.model.generate(
             prompt,
