@@ -297,7 +297,11 @@ def test_a_refused_schema_is_an_error_item_not_a_crash(smollm_path):
         },
     }
     item = BfclItem(
-        "simple_python_x", "simple_python", [{"role": "user", "content": "b"}], [function]
+        # the request names the tool, so retrieval shows it and its grammar is compiled
+        "simple_python_x",
+        "simple_python",
+        [{"role": "user", "content": "pick the value b"}],
+        [function],
     )
     result = run_item(item, model, settings)
     assert result.status == "grammar_error" and not result.correct
