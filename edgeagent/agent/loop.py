@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from edgeagent.agent.prompt import tool_result_message
+from edgeagent.agent.prompt import calls_text, tool_result_message
 from edgeagent.agent.propose import (
     AgentResult,
     LocalProposer,
@@ -294,14 +294,11 @@ class Agent:
             self._feed_back(request_id, proposal, fresh, results, result)
             for call, res in zip(fresh, results, strict=True):
                 (succeeded if res.ok else failed).add(_signature(call))
-            # another call only makes sense if a tool the request is about has not run yet;
-            # otherwise the model answers from the results (no re-proposing the same call)
-            used = {c.name for c in fresh}
-            view = self.proposer.view
-            more = view is None or set(view) - used - self._used_tools
-            self._used_tools |= used
+            # another call only when the request asks in words for a tool in view that has not
+            # run yet (proposer.follow_up_evidence); otherwise the model answers from the results
+            self._used_tools |= {c.name for c in fresh}
             asked = self.proposer.follow_up_evidence(self._used_tools)
-            mode = "auto" if more and asked and self.settings.follow_up_calls else "none"
+            mode = "auto" if asked and self.settings.follow_up_calls else "none"
         result.answer = result.answer or self._fallback_answer(result)
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
 
@@ -468,14 +465,8 @@ def _signature(call: ToolCall) -> str:
 
 
 def _calls_text(calls: Sequence[ToolCall]) -> str:
-    """The calls as the assistant turn that made them: one JSON object, or a list of them."""
-    return json.dumps(
-        [{"name": c.name, "arguments": c.arguments} for c in calls]
-        if len(calls) != 1
-        else {"name": calls[0].name, "arguments": calls[0].arguments},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    """The calls as the assistant turn that made them (``prompt.calls_text``)."""
+    return calls_text([(c.name, c.arguments) for c in calls])
 
 
 def propose_calls(

@@ -68,6 +68,14 @@ def tool_json(name: str, description: str, parameters: dict) -> str:
     return "- " + json.dumps(spec, ensure_ascii=False, separators=(",", ":"))
 
 
+def calls_text(calls: Sequence[tuple[str, dict]]) -> str:
+    """Calls as the model writes them: one compact JSON object, or a list of them."""
+    objects = [{"name": name, "arguments": arguments} for name, arguments in calls]
+    return json.dumps(
+        objects[0] if len(objects) == 1 else objects, ensure_ascii=False, separators=(",", ":")
+    )
+
+
 # requests that need no tool, answered in text (shown with the tools' own examples)
 CHAT_EXAMPLES = (
     ("what's the capital of Japan?", "Tokyo."),
@@ -80,12 +88,7 @@ def examples_text(tools: Sequence) -> list[str]:
     lines = ["Examples:"]
     for tool in tools:
         for request, arguments in getattr(tool, "examples", ()) or ():
-            call = json.dumps(
-                {"name": tool.name, "arguments": arguments},
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
-            lines.append(f"User: {request}\nYou: {call}")
+            lines.append(f"User: {request}\nYou: {calls_text([(tool.name, arguments)])}")
     if len(lines) == 1:
         return []
     lines.extend(f"User: {request}\nYou: {answer}" for request, answer in CHAT_EXAMPLES)
