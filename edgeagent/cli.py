@@ -83,21 +83,33 @@ def cli(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--model", "model", default=None, help="Catalog id or path to a GGUF file.")
 @click.option(
+    "--adapter",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A GGUF LoRA adapter for the model (edgeagent adapt train).",
+)
+@click.option(
     "--offline/--online",
     default=None,
     help="--offline: no connection at all; --online: a remote LLM may be consulted.",
 )
-def chat(model: str | None, offline: bool | None) -> None:
+def chat(model: str | None, adapter: str | None, offline: bool | None) -> None:
     """Open the terminal app (the default command)."""
     from edgeagent.ui.app import run_app
 
-    overrides = {"model": model, **_network_overrides(offline)}
+    overrides = {"model": model, "adapter": adapter, **_network_overrides(offline)}
     run_app(_settings(**overrides))
 
 
 @cli.command()
 @click.argument("prompt")
 @click.option("--model", "model", default=None, help="Catalog id or path to a GGUF file.")
+@click.option(
+    "--adapter",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A GGUF LoRA adapter for the model (edgeagent adapt train).",
+)
 @click.option(
     "--offline/--online",
     default=None,
@@ -117,6 +129,7 @@ def chat(model: str | None, offline: bool | None) -> None:
 def run(
     prompt: str,
     model: str | None,
+    adapter: str | None,
     offline: bool | None,
     tools_files: tuple[str, ...],
     no_tools: bool,
@@ -130,7 +143,12 @@ def run(
     from edgeagent.agent.loop import Agent
     from edgeagent.runtime.session import load_local_model
 
-    overrides = {"model": model, "max_tokens": max_tokens, **_network_overrides(offline)}
+    overrides = {
+        "model": model,
+        "adapter": adapter,
+        "max_tokens": max_tokens,
+        **_network_overrides(offline),
+    }
     settings = _settings(**overrides)
     local = load_local_model(settings, progress=not as_json)
     agent = Agent(
@@ -244,14 +262,24 @@ def models_path(model_id: str) -> None:
 
 @models.command("info")
 @click.argument("id_or_path")
+@click.option(
+    "--adapter",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A GGUF LoRA adapter for the model (edgeagent adapt train).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def models_info(id_or_path: str, as_json: bool) -> None:
-    """Facts read from a GGUF's header (no weights loaded)."""
+def models_info(id_or_path: str, adapter: str | None, as_json: bool) -> None:
+    """Facts read from a GGUF's header (no weights loaded), and the adapter it would load."""
+    from edgeagent.runtime.adapter import check_adapter
     from edgeagent.runtime.catalog import resolve_model
     from edgeagent.runtime.gguf_info import inspect_gguf
 
-    path = resolve_model(id_or_path, _settings(), offline=True)
+    settings = _settings(adapter=adapter)
+    path = resolve_model(id_or_path, settings, offline=True)
     info = inspect_gguf(path).to_dict()
+    # the adapter `run`/`chat` would load with this model (--adapter, else config), checked
+    info["adapter"] = check_adapter(path, settings.adapter).to_dict() if settings.adapter else None
     if as_json:
         _print_json(info)
         return
@@ -271,6 +299,13 @@ def models_info(id_or_path: str, as_json: bool) -> None:
             value = _human_bytes(value)
         _echo(f"{key:22} {value}")
     _echo(f"{'special_tokens':22} {info.get('special_tokens')}")
+    lora = info["adapter"]
+    if lora:
+        _echo(
+            f"{'adapter':22} {lora['path']} (rank {lora['rank']}, alpha {lora['alpha']:g}, "
+            f"{lora['tensors']} tensors, {_human_bytes(lora['file_size'])}, "
+            f"trained on {lora['base_name'] or 'unknown base'})"
+        )
 
 
 @models.command("recommend")
@@ -538,6 +573,15 @@ def doctor(as_json: bool) -> None:
             _echo(f"       fix: {check.fix}")
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
+
+
+def _add_adapt() -> None:
+    from edgeagent.cli_adapt import adapt
+
+    cli.add_command(adapt)
+
+
+_add_adapt()
 
 
 def main() -> None:

@@ -36,6 +36,8 @@ class Settings:
     models_dir: Path | None = None
     db_path: Path | None = None
     model: str = DEFAULT_MODEL_ID
+    adapter: Path | None = None  # a GGUF LoRA adapter for the model (edgeagent adapt)
+    adapter_scale: float = 1.0
     n_ctx: int = 4096
     n_threads: int | None = None
     n_gpu_layers: int = -1
@@ -73,6 +75,8 @@ class Settings:
         object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.models_dir is None:
             object.__setattr__(self, "models_dir", self.home / "models")
+        if self.adapter is not None:
+            object.__setattr__(self, "adapter", Path(self.adapter).expanduser())
         if self.db_path is None:
             object.__setattr__(self, "db_path", self.home / "edgeagent.db")
         if not self.allowed_roots:
@@ -125,6 +129,7 @@ class _Rule:
 # One table of ranges, checked for every Settings however it was made (file, env, code).
 _FIELD_RULES: dict[str, _Rule] = {
     "n_ctx": _Rule(int, 128, 1 << 20),
+    "adapter_scale": _Rule(float, 0, 4),
     "n_threads": _Rule(int, 1, 1024, optional=True),
     "n_gpu_layers": _Rule(int, -1, 100_000),
     "max_tokens": _Rule(int, 1, 1 << 20),
@@ -277,3 +282,28 @@ def load_settings(**overrides) -> Settings:
     if problems:
         raise settings_error(problems)
     return Settings(**values)
+
+
+def set_config_value(home: Path, key: str, value: str | None) -> Path:
+    """Set (or with None remove) one top-level string setting in ``home/config.toml``, keeping
+    every other line as it is; the result is read back and checked before it replaces the file."""
+    import json
+    import re
+
+    if key not in _FIELDS or key == "home":
+        raise ConfigError(f"unknown setting {key!r}", "see the settings in the README")
+    path = Path(home).expanduser() / "config.toml"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    kept = [line for line in lines if not pattern.match(line)]
+    first_table = next((i for i, line in enumerate(kept) if line.lstrip().startswith("[")), None)
+    if value is not None:
+        entry = f"{key} = {json.dumps(value)}"
+        kept.insert(len(kept) if first_table is None else first_table, entry)
+    text = "\n".join(kept) + ("\n" if kept else "")
+    tomllib.loads(text)  # never write a file load_settings would refuse
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("config.toml.part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -111,3 +111,15 @@ class StoreError(EdgeAgentError):
 
 class EnvelopeParseError(EdgeAgentError):
     """Model output looked like a tool call but is not one in the envelope's wire format."""
+
+
+class AdapterError(EdgeAgentError):
+    """A LoRA adapter is unreadable, for another base model, or failed to build or load."""
+
+
+class AdaptDependencyError(EdgeAgentError):
+    """Training needs the optional ``[adapt]`` extra (torch, transformers, peft)."""
+
+
+class DatasetError(EdgeAgentError):
+    """A training dataset line is not in the OpenAI chat format edgeagent reads."""

@@ -152,22 +152,40 @@ def check_memory_for_context(path: Path, n_ctx: int) -> None:
 class LocalModel:
     """A GGUF model loaded in llama.cpp, with its chat template and a bounded decode loop."""
 
-    def __init__(self, path: str | Path, settings: Settings, *, n_ctx: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        settings: Settings,
+        *,
+        n_ctx: int | None = None,
+        vocab_only: bool = False,
+    ) -> None:
+        """Load ``path``; with ``vocab_only`` only its vocabulary and template (no weights: for
+        rendering and tokenizing exactly as the runtime does, e.g. training text)."""
         from edgeagent.runtime.gguf_info import check_gguf_file
 
         self.path = Path(path)
         check_gguf_file(self.path)
         self.settings = settings
+        if vocab_only:
+            self._init_vocab_only()
+            return
         self.n_threads = settings.n_threads or physical_cores()
         # with n_threads unset, each decode uses the cores other programs leave free
         self.thread_planner = None if settings.n_threads else ThreadPlanner(self.n_threads)
         if self.thread_planner:
             self.thread_planner.look()
         started = time.perf_counter()
+        self.adapter = None  # AdapterInfo of a loaded LoRA adapter (runtime.adapter)
+        if settings.adapter is not None:
+            from edgeagent.runtime.adapter import check_adapter
+
+            self.adapter = check_adapter(self.path, settings.adapter)  # before any weights load
         check_memory_for_context(self.path, n_ctx or settings.n_ctx)
         self._llm = self._load(n_ctx or settings.n_ctx)
         self.n_vocab = self._llm.n_vocab()
         try:
+            self.adapter_load_s = self._attach_adapter()
             self._check_finite_logits()
         except BaseException:
             self.close()
@@ -202,6 +220,37 @@ class LocalModel:
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 "check the file with `edgeagent models info PATH`; re-download it if it is damaged",
             ) from exc
+
+    def _init_vocab_only(self) -> None:
+        import llama_cpp
+
+        self.n_threads, self.thread_planner, self.adapter, self.adapter_load_s = 1, None, None, 0.0
+        started = time.perf_counter()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.path), vocab_only=True, n_ctx=512, verbose=False
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise RuntimeLoadError(
+                f"llama.cpp could not read the vocabulary of {self.path.name}: {exc}",
+                "check the file with `edgeagent models info PATH`",
+            ) from exc
+        self.n_vocab = self._llm.n_vocab()
+        self.load_s = time.perf_counter() - started
+        self.n_ctx = 0
+        self.metadata = dict(self._llm.metadata)
+        self.eos_token = self._llm.token_eos()
+        self.template = self._make_template()
+
+    def _attach_adapter(self) -> float:
+        """Apply the checked adapter to the context; returns the seconds it took (0 if none)."""
+        if self.adapter is None:
+            return 0.0
+        from edgeagent.runtime.adapter import attach_adapter
+
+        started = time.perf_counter()
+        attach_adapter(self._llm, self.adapter.path, self.settings.adapter_scale)
+        return time.perf_counter() - started
 
     def _check_finite_logits(self) -> None:
         """Refuse a model whose logits on a one-token probe are NaN or infinite (broken weights)."""
@@ -242,9 +291,17 @@ class LocalModel:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the model file for caches: name, size and modification time."""
+        """Identifies the model for caches: the file's name, size and modification time, and
+        the same for a loaded adapter (with its scale): an adapter changes every KV cell."""
         stat = self.path.stat()
-        return f"{self.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+        own = f"{self.path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+        if self.adapter is None:
+            return own
+        lora = self.adapter.path.stat()
+        return (
+            f"{own}+{self.adapter.path.name}:{lora.st_size}:{int(lora.st_mtime)}"
+            f"@{self.settings.adapter_scale:g}"
+        )
 
     def call_start_tokens(self) -> list[int]:
         """Tokens whose text starts a single JSON call (``{``), cached per model.

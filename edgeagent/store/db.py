@@ -46,6 +46,7 @@ INTERRUPTED_ERROR = (
 
 # Columns that finish_request / update_tool_call may not set (identity and creation time);
 # every other column of the table is accepted, including ones later migrations add.
+FEEDBACK_VERDICTS = ("good", "bad", None)
 _REQUEST_FIXED = frozenset({"id", "conversation_id", "prompt", "created_at", "owner"})
 _CALL_FIXED = frozenset({"id", "request_id", "created_at"})
 # Text columns that are identifiers: never scrubbed (a reference must stay intact).
@@ -448,6 +449,15 @@ class Store:
                 if row is not None:
                     values["latency_s"] = max(0.0, values["finished_at"] - row[0])
             self._update(conn, "requests", request_id, values)
+
+    def set_feedback(self, request_id: str, verdict: str | None) -> None:
+        """Record the user's verdict on a request: ``good``, ``bad`` or None (no verdict)."""
+        if verdict not in FEEDBACK_VERDICTS:
+            raise StoreError(
+                f"feedback must be 'good' or 'bad', got {verdict!r}", "say good or bad"
+            )
+        with self._op(write=True) as conn:
+            self._update(conn, "requests", request_id, {"feedback": verdict})
 
     def recent_requests(self, limit: int = 20) -> list[dict]:
         """The newest requests first, each with ``n_calls`` (its number of tool calls)."""

@@ -166,6 +166,12 @@ def m002_request_owner(db: Database) -> None:
     db["requests"].add_column("owner", str)
 
 
+@migration
+def m003_request_feedback(db: Database) -> None:
+    """The user's verdict on a request ("good" or "bad"): what `edgeagent adapt` learns from."""
+    db["requests"].add_column("feedback", str)
+
+
 def known_names() -> list[str]:
     """Names of every migration this code knows, in order."""
     return [fn.__name__ for fn in MIGRATIONS]
