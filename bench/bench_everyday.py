@@ -170,6 +170,7 @@ def make_settings(ws: Workspace, args, system: str):
         "max_tokens": args.max_tokens,
         "decode_timeout_s": args.decode_timeout,
         "n_threads": args.threads,
+        "adapter": args.adapter,
     }
     overrides.update(parse_overrides(args.set))  # ablations: --set span_arguments=false
     if system == "edgeagent-prior8":  # the defaults before issue 9's call-decision changes
@@ -368,6 +369,9 @@ def run_one(task: Task, system: str, ctx: dict, args) -> dict:
     for key in ("ttft_s", "prompt_tokens", "cached_prompt_tokens", "confidence"):
         if raw.get(key) is not None:
             record[key] = raw[key]
+    hook = ctx.get("after_task")  # bench_adapt: export a passed task's history
+    if hook is not None:
+        hook(task, system, settings, ws, record)
     if args.keep:
         record["folder"] = str(ws.base)
     else:
@@ -512,7 +516,9 @@ def select_tasks(tasks: list[Task], args) -> list[Task]:
     return chosen
 
 
-def bench_model(model_spec: str, tasks: list[Task], systems: list[str], args) -> list[dict]:
+def bench_model(
+    model_spec: str, tasks: list[Task], systems: list[str], args, after_task=None
+) -> list[dict]:
     from edgeagent.agent.propose import build_tool_registry
     from edgeagent.config import load_settings
     from edgeagent.runtime.local import LocalModel
@@ -527,9 +533,11 @@ def bench_model(model_spec: str, tasks: list[Task], systems: list[str], args) ->
         max_tokens=args.max_tokens,
         decode_timeout_s=args.decode_timeout,
         n_threads=args.threads,
+        adapter=args.adapter,
     )
     registry = build_tool_registry(None, ToolContext(settings=base, allowed_roots=(tmp,)))
     ctx: dict = {"tmp": tmp, "vocabulary": tool_vocabulary(registry), "model_name": path.name}
+    ctx["after_task"] = after_task
     model = None
     if any(s != "anchor" for s in systems):
         model = LocalModel(path, base)
@@ -647,7 +655,7 @@ def rescore(path: Path, args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct-q4_1", help="id, alias or path")
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="tune")
@@ -671,7 +679,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescore", type=Path, default=None, help="recompute a raw file's metrics")
     parser.add_argument("--anchor-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n-ctx", type=int, default=4096, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser.add_argument("--adapter", type=Path, default=None, help="a GGUF LoRA for the model")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.anchor_worker:
         from bench.everyday_anchor import worker_main
 

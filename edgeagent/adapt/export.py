@@ -10,7 +10,10 @@ What is taken (``export_history``):
 Remote calls that validated and ran are taken like local ones: the remote is the teacher.
 
 What the runtime added to an answer (quoted source lines, "Not done:" lines) is taken out: the
-model is taught what it wrote, not what was shown. The tools of a record are the registry's, as
+model is taught what it wrote, not what was shown. An answer written after tool results is kept
+only if it is grounded (``answer_problem``: every number in it is in the request or a result, no
+call-shaped JSON, no unclosed code fence); otherwise the record ends at its last call, so the
+call is still learned but a guessed figure never is. The tools of a record are the registry's, as
 the runtime showed them (all of them, in order).
 """
 
@@ -50,6 +53,36 @@ def model_words(answer: str) -> str:
     text = _CITED.sub("\n", answer + "\n")
     text = _NOT_DONE.sub("\n", text)
     return text.strip()
+
+
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_CALL_SHAPED = re.compile(r'"(?:name|arguments)"\s*:')
+
+
+def answer_problem(answer: str, sources: Sequence[str]) -> str | None:
+    """Why an answer after tool results should not be learned, or None if it may be."""
+    if _CALL_SHAPED.search(answer):
+        return "call-shaped JSON in the answer"
+    if answer.count("```") % 2:
+        return "an unclosed code fence"
+    known = "\n".join(sources)
+    invented = [n for n in _NUMBER.findall(answer) if n not in known]
+    if invented:
+        return f"numbers in no result: {', '.join(invented[:3])}"
+    return None
+
+
+def _trim_ungrounded(messages: list[dict]) -> tuple[list[dict], str | None]:
+    """The record, cut after its last call when its final answer is not grounded."""
+    last = messages[-1]
+    if last.get("tool_calls") or not any(m["role"] == "tool" for m in messages):
+        return messages, None
+    sources = [m.get("content") or "" for m in messages if m["role"] in ("user", "tool")]
+    problem = answer_problem(last.get("content") or "", sources)
+    if problem is None:
+        return messages, None
+    cut = max(i for i, m in enumerate(messages) if m.get("tool_calls"))
+    return messages[: cut + 1], problem
 
 
 def _segments(messages: Sequence[dict]) -> list[list[dict]]:
@@ -208,6 +241,9 @@ def export_history(
             if reason is not None:
                 result.skipped[reason] += 1
                 continue
+            messages, dropped = _trim_ungrounded(messages)
+            if dropped:
+                result.skipped[f"answer not learned: {dropped.split(':')[0]}"] += 1
             record = {
                 "messages": messages,
                 "tools": list(tools),
@@ -218,6 +254,7 @@ def export_history(
                     "feedback": request.get("feedback"),
                     "model": request.get("model"),
                     "created_at": request.get("created_at"),
+                    "answer_dropped": dropped,
                 },
             }
             raw.append(scrubber.record(record))
