@@ -202,9 +202,12 @@ def adapt_train(
 @click.argument("adapter", type=click.Path(dir_okay=False))
 @click.option("--base", default=None, help="Base model (default: the one it was trained on).")
 @click.option("--data", type=click.Path(dir_okay=False), default=None, help="Held-out JSONL.")
+@click.option(
+    "--bfcl", "bfcl_items", type=int, default=0, help="Also N BFCL items per category (bfcl-eval)."
+)
 @click.option("--no-activate", is_flag=True, help="Only report; never change config.toml.")
 @click.option("--json", "as_json", is_flag=True)
-def adapt_eval(adapter, base, data, no_activate, as_json) -> None:
+def adapt_eval(adapter, base, data, bfcl_items, no_activate, as_json) -> None:
     """Compare base and adapter on held-out examples; activate the adapter if it is not worse."""
     from edgeagent.adapt.dataset import read_jsonl
     from edgeagent.adapt.loop import activate, entry_for, evaluate, held_out, record_adapter
@@ -221,6 +224,16 @@ def adapt_eval(adapter, base, data, no_activate, as_json) -> None:
             "no held-out data: pass --data FILE (examples the adapter was not trained on)"
         )
     report = evaluate(settings, base_path, Path(adapter), records, _registry(settings))
+    if bfcl_items:
+        from edgeagent.adapt.loop import bfcl_compare
+
+        report["bfcl"] = bfcl_compare(settings, base_path, Path(adapter), bfcl_items)
+        if report["bfcl"]["adapter"] < report["bfcl"]["base"]:
+            report["better"] = False
+            report["verdict"] += (
+                f"; but BFCL accuracy drops {report['bfcl']['base']:.0%} -> "
+                f"{report['bfcl']['adapter']:.0%}"
+            )
     report["activated"] = bool(report["better"] and not no_activate)
     if report["activated"]:
         report["config"] = str(activate(settings, Path(adapter)))
@@ -235,6 +248,9 @@ def adapt_eval(adapter, base, data, no_activate, as_json) -> None:
             f"{name:8} {s['examples']} examples, token accuracy {s['token_accuracy']:.1%}, "
             f"mean log-prob {s['mean_logprob']:.3f}, all tokens right {s['exact']:.1%}"
         )
+    if "bfcl" in report:
+        b = report["bfcl"]
+        _echo(f"BFCL     {b['items']} items: base {b['base']:.1%}, adapter {b['adapter']:.1%}")
     _echo(report["verdict"])
     _echo(
         f"activated: adapter = {Path(adapter).resolve()} in {report['config']}"

@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeagent.errors import AdapterError
-from edgeagent.runtime.adapter import BASE_NAME_KEY, SIGNATURE_KEY, TRAINING_KEY, base_signature
+from edgeagent.runtime.adapter import (
+    BASE_NAME_KEY,
+    RANK_KEY,
+    SIGNATURE_KEY,
+    TRAINING_KEY,
+    base_signature,
+)
 
 # architectures whose Hugging Face -> GGUF conversion permutes q/k rows (convert_hf_to_gguf.py)
 PERMUTED_QK = {"llama"}
@@ -28,9 +34,10 @@ PERMUTED_QK = {"llama"}
 PLAIN = {"qwen2", "qwen3", "gemma2", "gemma3", "phi3", "mistral"}
 
 
-def _metadata(reader, key: str):
-    field = reader.fields.get(key)
-    return field.contents() if field is not None else None
+def _metadata(path: Path) -> dict:
+    from edgeagent.runtime.gguf_info import read_tensor_table
+
+    return read_tensor_table(path)[0]
 
 
 def _permute(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -49,18 +56,18 @@ def gguf_pairs(
     """PEFT ``lora_A``/``lora_B`` arrays by Hugging Face module -> (A, B) by GGUF base tensor."""
     import gguf
 
-    reader = gguf.GGUFReader(str(base_path))
-    arch = str(_metadata(reader, "general.architecture"))
+    kv = _metadata(base_path)
+    arch = str(kv.get("general.architecture"))
     if arch not in PERMUTED_QK | PLAIN:
         raise AdapterError(
             f"converting adapters for the {arch} architecture is not supported yet",
             f"supported: {', '.join(sorted(PERMUTED_QK | PLAIN))}",
         )
     arch_enum = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
-    blocks = int(_metadata(reader, f"{arch}.block_count"))
+    blocks = int(kv[f"{arch}.block_count"])
     names = gguf.TensorNameMap(arch_enum, blocks)
-    n_head = int(_metadata(reader, f"{arch}.attention.head_count"))
-    n_head_kv = int(_metadata(reader, f"{arch}.attention.head_count_kv") or n_head)
+    n_head = int(kv[f"{arch}.attention.head_count"])
+    n_head_kv = int(kv.get(f"{arch}.attention.head_count_kv") or n_head)
     modules: dict[str, dict[str, np.ndarray]] = {}
     for key, array in state.items():
         module, _, rest = key.partition(".lora_")
@@ -88,15 +95,16 @@ def gguf_pairs(
 def _write(pairs, base_path: Path, alpha: float, training: dict, out: Path) -> None:
     import gguf
 
-    reader = gguf.GGUFReader(str(base_path))
-    arch = str(_metadata(reader, "general.architecture"))
+    kv = _metadata(base_path)
+    arch = str(kv.get("general.architecture"))
     writer = gguf.GGUFWriter(str(out), arch)
     writer.add_string("general.type", "adapter")
     writer.add_string("general.name", f"edgeagent LoRA for {base_path.name}")
     writer.add_string("adapter.type", "lora")
     writer.add_float32("adapter.lora.alpha", float(alpha))
+    writer.add_uint32(RANK_KEY, int(next(iter(pairs.values()))[0].shape[0]))
     writer.add_string(SIGNATURE_KEY, base_signature(base_path))
-    writer.add_string(BASE_NAME_KEY, str(_metadata(reader, "general.name") or base_path.name))
+    writer.add_string(BASE_NAME_KEY, str(kv.get("general.name") or base_path.name))
     writer.add_string(TRAINING_KEY, json.dumps(training, sort_keys=True))
     for target, (a, b) in pairs.items():
         writer.add_tensor(f"{target}.lora_a", a.astype(np.float16))

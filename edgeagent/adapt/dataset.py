@@ -37,7 +37,7 @@ KEY_SHAPES = re.compile(
     r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{16,}"
     r"|(?i:(?:api[_-]?key|token|secret|password|passwd)\s*[:=]\s*)[^\s\"',;]{6,}"
 )
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])(?:~|/)(?:[\w.@+-]+/)*[\w.@+-]+/?")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~/])~?/(?:[\w.@+-]+/)*[\w.@+-]+/?")
 
 
 def _fail(where: str, message: str) -> DatasetError:

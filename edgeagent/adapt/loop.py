@@ -194,3 +194,27 @@ def activate(settings, adapter: Path | None) -> Path:
 
     value = str(Path(adapter).expanduser().resolve()) if adapter is not None else None
     return set_config_value(settings.home, "adapter", value)
+
+
+def bfcl_compare(settings, base: Path, adapter: Path, per_category: int, offset: int = 40) -> dict:
+    """Base vs adapter on BFCL items (simple, multiple, irrelevance; ``per_category`` of each
+    from ``offset``), the same proposals the benchmark scores. Needs ``bfcl-eval``."""
+    from edgeagent.eval.bfcl import load_items, run_item
+    from edgeagent.runtime.local import LocalModel
+
+    items = [
+        item
+        for category in ("simple_python", "multiple", "irrelevance")
+        for item in load_items(category, per_category, offset)
+    ]
+    out = {}
+    for name, lora in (("base", None), ("adapter", adapter)):
+        model = LocalModel(base, settings.replace(adapter=lora))
+        try:
+            correct = sum(run_item(item, model, settings).correct for item in items)
+        finally:
+            model.close()
+        out[name] = round(correct / len(items), 4)
+    out["items"] = len(items)
+    out["offset"] = offset
+    return out

@@ -335,6 +335,15 @@ def shared_prefix_loss(model, prefix, suffixes, torch, device):
     return torch.nn.functional.cross_entropy(predicted.float(), wanted, ignore_index=-100)
 
 
+def _cache_argument(model) -> str:
+    """The forward argument that takes a KV cache: ``cache`` (transformers >= 5.2x) or the
+    older ``past_key_values``."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return round(sum(values) / len(values), 4) if values else None

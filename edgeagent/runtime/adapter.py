@@ -19,7 +19,8 @@ from edgeagent.errors import AdapterError
 
 SIGNATURE_KEY = "edgeagent.base.signature"
 BASE_NAME_KEY = "edgeagent.base.name"
-TRAINING_KEY = "edgeagent.training"  # JSON: steps, examples, data digest, loss
+TRAINING_KEY = "edgeagent.training"
+RANK_KEY = "edgeagent.lora.rank"  # llama.cpp reads the rank off the tensors; this is for people  # JSON: steps, examples, data digest, loss
 
 
 @dataclass(frozen=True)
@@ -50,34 +51,25 @@ class AdapterInfo:
         }
 
 
-def _field(reader, key: str):
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    return field.contents()
-
-
-def _reader(path: Path, what: str):
-    import gguf
+def _header(path: Path, what: str) -> tuple[dict, dict[str, tuple]]:
+    from edgeagent.errors import ModelFileError
+    from edgeagent.runtime.gguf_info import read_tensor_table
 
     if not path.is_file():
         raise AdapterError(f"{what} {path} does not exist", "check the path")
     try:
-        return gguf.GGUFReader(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a GGUF we can read"
+        return read_tensor_table(path)
+    except ModelFileError as exc:
         raise AdapterError(
-            f"{what} {path.name} is not a readable GGUF file ({type(exc).__name__}: {exc})",
+            f"{what} {path.name} is not a readable GGUF file ({exc.message})",
             "rebuild it with `edgeagent adapt train` or choose another file",
         ) from exc
 
 
 def base_signature(model_path: Path) -> str:
     """A digest of a model's architecture and tensor names and shapes (not their quantization)."""
-    reader = _reader(Path(model_path), "model")
-    return signature_of(
-        str(_field(reader, "general.architecture")),
-        ((t.name, tuple(int(d) for d in t.shape)) for t in reader.tensors),
-    )
+    kv, shapes = _header(Path(model_path), "model")
+    return signature_of(str(kv.get("general.architecture")), shapes.items())
 
 
 def signature_of(architecture: str, tensors) -> str:
@@ -91,21 +83,16 @@ def signature_of(architecture: str, tensors) -> str:
 def read_adapter(path: str | Path) -> AdapterInfo:
     """Read an adapter's header, or raise AdapterError saying why it is not a LoRA adapter."""
     path = Path(path).expanduser().resolve()
-    reader = _reader(path, "adapter")
-    kind, adapter_type = _field(reader, "general.type"), _field(reader, "adapter.type")
+    kv, shapes = _header(path, "adapter")
+    kind, adapter_type = kv.get("general.type"), kv.get("adapter.type")
     if kind != "adapter" or adapter_type != "lora":
         raise AdapterError(
             f"{path.name} is not a LoRA adapter (general.type = {kind!r}, adapter.type = "
             f"{adapter_type!r})",
             "pass the base model with --model and the adapter with --adapter",
         )
-    alpha = _field(reader, "adapter.lora.alpha")
-    pairs: dict[str, dict[str, tuple[int, ...]]] = {}
-    for tensor in reader.tensors:
-        base, _, part = tensor.name.rpartition(".")
-        if part not in ("lora_a", "lora_b"):
-            raise AdapterError(f"{path.name}: unexpected tensor {tensor.name!r} in a LoRA adapter")
-        pairs.setdefault(base, {})[part] = tuple(int(d) for d in tensor.shape)
+    alpha = kv.get("adapter.lora.alpha")
+    pairs = _pairs(path, shapes)
     incomplete = sorted(name for name, parts in pairs.items() if len(parts) != 2)
     if incomplete or not pairs:
         raise AdapterError(
@@ -116,13 +103,13 @@ def read_adapter(path: str | Path) -> AdapterInfo:
     ranks = {parts["lora_a"][1] for parts in pairs.values()}
     return AdapterInfo(
         path=path,
-        architecture=str(_field(reader, "general.architecture")),
+        architecture=str(kv.get("general.architecture")),
         alpha=float(alpha) if alpha is not None else 0.0,
         rank=max(ranks),
         targets=tuple(sorted(pairs)),
-        base_signature=_field(reader, SIGNATURE_KEY),
-        base_name=_field(reader, BASE_NAME_KEY),
-        training=_field(reader, TRAINING_KEY),
+        base_signature=kv.get(SIGNATURE_KEY),
+        base_name=kv.get(BASE_NAME_KEY),
+        training=kv.get(TRAINING_KEY),
         file_size=path.stat().st_size,
     )
 
@@ -131,8 +118,8 @@ def check_adapter(model_path: str | Path, adapter_path: str | Path) -> AdapterIn
     """The adapter's info if it fits the model; AdapterError naming the mismatch otherwise."""
     info = read_adapter(adapter_path)
     model_path = Path(model_path)
-    reader = _reader(model_path, "model")
-    arch = str(_field(reader, "general.architecture"))
+    kv, shapes = _header(model_path, "model")
+    arch = str(kv.get("general.architecture"))
     refuse_hint = (
         "train an adapter for this model (edgeagent adapt train --base MODEL) or drop --adapter"
     )
@@ -142,7 +129,6 @@ def check_adapter(model_path: str | Path, adapter_path: str | Path) -> AdapterIn
             f"{model_path.name} is {arch}",
             refuse_hint,
         )
-    shapes = {t.name: tuple(int(d) for d in t.shape) for t in reader.tensors}
     for target in info.targets:
         if target not in shapes:
             raise AdapterError(
@@ -160,15 +146,20 @@ def check_adapter(model_path: str | Path, adapter_path: str | Path) -> AdapterIn
     return info
 
 
-def _check_shapes(info: AdapterInfo, shapes: dict, model_name: str) -> None:
-    import gguf
+def _pairs(path: Path, shapes: dict[str, tuple]) -> dict[str, dict[str, tuple]]:
+    """The adapter's tensors as {base tensor: {"lora_a": shape, "lora_b": shape}}."""
+    pairs: dict[str, dict[str, tuple]] = {}
+    for name, shape in shapes.items():
+        base, _, part = name.rpartition(".")
+        if part not in ("lora_a", "lora_b"):
+            raise AdapterError(f"{path.name}: unexpected tensor {name!r} in a LoRA adapter")
+        pairs.setdefault(base, {})[part] = shape
+    return pairs
 
-    reader = gguf.GGUFReader(str(info.path))
-    found: dict[str, dict[str, tuple[int, ...]]] = {}
-    for tensor in reader.tensors:
-        base, _, part = tensor.name.rpartition(".")
-        found.setdefault(base, {})[part] = tuple(int(d) for d in tensor.shape)
-    for target, parts in found.items():
+
+def _check_shapes(info: AdapterInfo, shapes: dict, model_name: str) -> None:
+    _, own = _header(info.path, "adapter")
+    for target, parts in _pairs(info.path, own).items():
         a, b, w = parts["lora_a"], parts["lora_b"], shapes[target]
         if a[0] != w[0] or b[1] != w[1] or a[1] != b[0]:
             raise AdapterError(

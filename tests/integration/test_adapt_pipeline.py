@@ -1,0 +1,203 @@
+"""The learning loop end to end on SmolLM2-135M with a tiny budget: records -> LoRA training on
+the runtime's tokens -> GGUF adapter -> loaded by llama.cpp -> the trained answer is likelier.
+
+Needs the ``[adapt]`` extra (torch, transformers, peft), which the README's test command and CI
+install; it is not skipped when missing, so a broken install fails here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeagent.adapt.dataset import write_jsonl
+from edgeagent.adapt.loop import score_examples
+from edgeagent.adapt.render import TrainingRenderer
+from edgeagent.adapt.train import TrainConfig, train_adapter
+from edgeagent.agent.propose import build_tool_registry
+from edgeagent.config import load_settings
+from edgeagent.errors import AdapterError
+from edgeagent.tools.context import ToolContext
+
+pytestmark = [pytest.mark.model, pytest.mark.slow, pytest.mark.timeout(900)]
+
+WORDS = ["ZEBRA", "MAPLE", "COMET", "RIVER", "ORBIT", "TULIP", "EMBER", "QUILL"]
+
+
+def records(tools, count: int, offset: int = 0) -> list[dict]:
+    """Read-a-file records whose answers follow one pattern the base model cannot guess."""
+    out = []
+    for i in range(offset, offset + count):
+        word = f"{WORDS[i % len(WORDS)]}-{i}"
+        out.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What's the code in box{i}.txt?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {
+                                    "name": "read_file",
+                                    "arguments": json.dumps({"path": f"box{i}.txt"}),
+                                },
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c1", "content": f"code: {word}"},
+                    {"role": "assistant", "content": f"Box {i} opens with the code {word}."},
+                ],
+                "tools": tools,
+            }
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(smollm_path, tmp_path_factory):
+    """One tiny training run shared by the tests below (6 steps of 4 examples)."""
+    work = tmp_path_factory.mktemp("adapt")
+    settings = load_settings(home=work / "home", allowed_roots=(work,), offline=True)
+    registry = build_tool_registry(None, ToolContext(settings=settings, allowed_roots=(work,)))
+    tools = registry.to_openai()
+    write_jsonl(records(tools, 24), work / "train.jsonl")
+    write_jsonl(records(tools, 6, offset=100), work / "heldout.jsonl")
+    config = TrainConfig(
+        base=smollm_path,
+        data=work / "train.jsonl",
+        out=work / "adapter.gguf",
+        steps=6,
+        rank=4,
+        alpha=8,
+        batch_size=4,
+        learning_rate=2e-3,
+        checkpoint_every=3,
+        time_budget_s=600,
+    )
+    result = train_adapter(config, settings, registry, progress=False)
+    return {
+        "work": work,
+        "settings": settings,
+        "registry": registry,
+        "config": config,
+        "result": result,
+    }
+
+
+def test_training_writes_a_small_checked_adapter(trained):
+    result = trained["result"]
+    assert result.steps == 6 and result.stopped_by == "steps"
+    assert result.examples == 48  # two assistant turns per record: the call and the answer
+    assert result.out.is_file() and result.out.stat().st_size < 10 * 2**20
+    assert result.check["tensors"] == 7 * 30  # every projection of every layer
+    assert result.check["max_logit_shift"] > 0  # it changes llama.cpp's logits
+    assert result.last_loss < result.first_loss
+
+
+def test_the_adapter_makes_held_out_answers_of_the_trained_kind_likelier(trained, smollm_path):
+    renderer = TrainingRenderer(smollm_path, trained["settings"], trained["registry"])
+    try:
+        from edgeagent.adapt.dataset import read_jsonl
+
+        examples, _ = renderer.examples(read_jsonl(trained["work"] / "heldout.jsonl"))
+    finally:
+        renderer.close()
+    base = score_examples(smollm_path, None, examples, threads=2)
+    adapted = score_examples(smollm_path, trained["result"].out, examples, threads=2)
+    assert adapted.mean_logprob > base.mean_logprob + 0.05
+    assert adapted.token_accuracy >= base.token_accuracy
+
+
+def test_llama_cpp_applies_the_adapter_as_transformers_trained_it(trained, smollm_path):
+    """The logit change the adapter makes in llama.cpp matches the one in transformers: a wrong
+    tensor mapping or q/k permutation would leave the two unrelated."""
+    import peft
+    import torch
+
+    from edgeagent.adapt.convert import probe_logits
+    from edgeagent.adapt.train import load_base
+    from edgeagent.runtime.local import LocalModel
+
+    text = "Box 7 opens with the code"
+    vocab = LocalModel(smollm_path, trained["settings"], vocab_only=True)
+    try:
+        ids = vocab.llama.tokenize(text.encode(), add_bos=True, special=False)
+    finally:
+        vocab.close()
+    import transformers
+
+    config = trained["config"]
+    model = load_base(smollm_path, torch, transformers)
+    lora = peft.LoraConfig(
+        r=config.rank, lora_alpha=config.alpha, target_modules=list(config.targets)
+    )
+    model = peft.get_peft_model(model, lora)
+    state = torch.load(config.out.with_name("adapter.checkpoint") / "state.pt", weights_only=False)
+    peft.set_peft_model_state_dict(model, state["adapter"])
+    model.eval()
+    with torch.no_grad():
+        tuned = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+        with model.disable_adapter():
+            plain = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+    hf_shift = tuned - plain
+    cpp_shift = probe_logits(smollm_path, config.out, text) - probe_logits(smollm_path, None, text)
+    assert np.abs(hf_shift).max() > 0.1
+    assert np.corrcoef(hf_shift, cpp_shift)[0, 1] > 0.9
+
+
+def test_training_resumes_from_its_checkpoint(trained):
+    from dataclasses import replace
+
+    config = replace(trained["config"], steps=8)
+    result = train_adapter(config, trained["settings"], trained["registry"], progress=False)
+    assert (result.resumed_from, result.steps) == (6, 8)
+
+
+def test_the_runtime_loads_the_adapter_and_keys_its_caches_on_it(trained, smollm_path):
+    from edgeagent.runtime.local import LocalModel
+    from edgeagent.runtime.prefix_cache import prefix_key
+
+    settings = trained["settings"]
+    base = LocalModel(smollm_path, settings, n_ctx=512)
+    adapted = LocalModel(smollm_path, settings.replace(adapter=trained["result"].out), n_ctx=512)
+    try:
+        assert adapted.adapter is not None and adapted.adapter.rank == 4
+        assert adapted.fingerprint != base.fingerprint
+        assert prefix_key(adapted, "system") != prefix_key(base, "system")
+        messages = [{"role": "user", "content": "What's the code in box3.txt?"}]
+        assert adapted.chat(messages, max_tokens=8).output_tokens > 0
+    finally:
+        base.close()
+        adapted.close()
+
+
+def test_an_adapter_for_another_base_is_refused_before_loading(trained, gemma_path):
+    from edgeagent.runtime.local import LocalModel
+
+    settings = trained["settings"].replace(adapter=trained["result"].out)
+    with pytest.raises(AdapterError, match="adapter for a llama model, but .* is gemma3"):
+        LocalModel(gemma_path, settings)
+
+
+def test_adapt_eval_activates_an_adapter_that_is_not_worse(trained, smollm_path, monkeypatch):
+    from edgeagent.cli import cli
+
+    home = trained["work"] / "cli-home"
+    monkeypatch.setenv("EDGEAGENT_HOME", str(home))
+    adapter = str(trained["result"].out)
+    heldout = str(trained["work"] / "heldout.jsonl")
+    runner = CliRunner()
+    args = ["adapt", "eval", adapter, "--base", str(smollm_path), "--data", heldout, "--json"]
+    report = json.loads(runner.invoke(cli, args, catch_exceptions=False).output)
+    assert report["better"] and report["activated"]
+    assert load_settings(home=home).adapter == trained["result"].out.resolve()
+    info = runner.invoke(cli, ["models", "info", str(smollm_path), "--json"]).output
+    assert json.loads(info)["adapter"]["rank"] == 4  # the activated adapter, as run would load it
+    runner.invoke(cli, ["adapt", "deactivate"], catch_exceptions=False)
+    assert load_settings(home=home).adapter is None
