@@ -76,6 +76,7 @@ class TrainResult:
     last_loss: float | None
     resumed_from: int = 0
     stopped_by: str = "steps"  # "steps" | "time"
+    losses: list[float] = field(default_factory=list)  # one per step, this run and resumed
     check: dict = field(default_factory=dict)
     left_out: dict = field(default_factory=dict)
 
@@ -148,13 +149,13 @@ def train_adapter(
     config: TrainConfig, settings, registry=None, *, progress: bool = True
 ) -> TrainResult:
     """Train a LoRA adapter on ``config.data`` and write it as a checked GGUF to ``config.out``."""
-    torch, transformers, peft = require_training_stack()
     from edgeagent.adapt.convert import write_gguf_adapter
     from edgeagent.runtime.threads import physical_cores
 
     started = time.perf_counter()
     config.base, config.out = Path(config.base).expanduser(), Path(config.out).expanduser()
     records, examples, too_long, digest, n_vocab = prepare_examples(config, settings, registry)
+    torch, transformers, peft = require_training_stack()  # after the data: its errors come first
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads or physical_cores())
     device = pick_device(torch)
@@ -248,8 +249,8 @@ def train_adapter(
         "rank": config.rank,
         "alpha": config.alpha,
         "learning_rate": config.learning_rate,
-        "loss_first10": _mean(losses[:10]),
-        "loss_last10": _mean(losses[-10:]),
+        "loss_first": _mean(losses[: _window(losses)]),
+        "loss_last": _mean(losses[-_window(losses) :]),
     }
     check = write_gguf_adapter(
         state, base_path=config.base, alpha=config.alpha, training=training, out=config.out
@@ -260,8 +261,9 @@ def train_adapter(
         examples=len(examples),
         records=len(records),
         seconds=time.perf_counter() - started,
-        first_loss=_mean(losses[:10]),
-        last_loss=_mean(losses[-10:]),
+        first_loss=training["loss_first"],
+        last_loss=training["loss_last"],
+        losses=losses,
         resumed_from=resumed,
         stopped_by=stopped_by,
         check=check,
@@ -342,6 +344,11 @@ def _cache_argument(model) -> str:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _window(losses: list) -> int:
+    """How many steps the first and last loss figures average (at most 10, never overlapping)."""
+    return max(1, min(10, len(losses) // 2))
 
 
 def _mean(values) -> float | None:
