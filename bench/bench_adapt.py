@@ -8,7 +8,9 @@ Stages (each reuses the previous one's files in ``--work``):
    exported with ``edgeagent.adapt.export`` (the product's path: scrubbed, deduplicated). BFCL
    items that are never reported (simple/multiple/irrelevance outside the offsets 0.. and 40..
    that bench_bfcl reports) become records from their possible answers (first acceptable value,
-   optional arguments left out; irrelevance: a short text answer).
+   optional arguments left out; irrelevance: a "decision" turn, which teaches not to call a
+   tool without teaching any words: a canned refusal as text made the first adapter refuse
+   every chat request).
 2. ``train``: ``edgeagent.adapt.train`` on those records (base = the same GGUF), time-bounded.
 3. ``eval``: base vs adapter, same prompts, same run: the everyday *report* split (84 tasks,
    never trained on) and BFCL held-out (offset 40: 20 simple, 10 multiple, 10 irrelevance),
@@ -108,8 +110,8 @@ def bfcl_records(per_category: dict[str, int]) -> list[dict]:
                 for m in item.messages
                 if m.get("content")
             ]
-            if category == "irrelevance":
-                answer = {"role": "assistant", "content": IRRELEVANT_ANSWER}
+            if category == "irrelevance":  # only "no call here" is learned, not these words
+                answer = {"role": "assistant", "content": IRRELEVANT_ANSWER, "learn": "decision"}
             else:
                 calls = []
                 for n, truth in enumerate(item.answer or []):
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=("all", "collect", "train", "eval"), default="all")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--everyday-repeat", type=int, default=3, help="copies of each tune trace")
@@ -262,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             out=adapter,
             steps=args.steps,
             rank=args.rank,
+            alpha=2.0 * args.rank,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             time_budget_s=args.minutes * 60,

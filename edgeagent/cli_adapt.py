@@ -140,7 +140,8 @@ def _resolve_base(settings, base: str | None) -> Path:
     "--out", type=click.Path(dir_okay=False), default=None, help="Adapter .gguf to write."
 )
 @click.option("--steps", type=int, default=300, show_default=True)
-@click.option("--rank", type=int, default=8, show_default=True)
+@click.option("--rank", type=int, default=16, show_default=True)
+@click.option("--mlp", is_flag=True, help="Adapt the MLP projections too (slower decoding).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--learning-rate", type=float, default=3e-4, show_default=True)
 @click.option(
@@ -149,12 +150,12 @@ def _resolve_base(settings, base: str | None) -> Path:
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Share kept for eval.")
 @click.option("--json", "as_json", is_flag=True)
 def adapt_train(
-    base, data, out, steps, rank, batch_size, learning_rate, minutes, holdout, as_json
+    base, data, out, steps, rank, mlp, batch_size, learning_rate, minutes, holdout, as_json
 ) -> None:
     """Train a LoRA adapter on a dataset; it is written only once llama.cpp loads it."""
     from edgeagent.adapt.dataset import read_jsonl
     from edgeagent.adapt.loop import adapters_dir, record_adapter
-    from edgeagent.adapt.train import TrainConfig, train_adapter
+    from edgeagent.adapt.train import MLP_MODULES, TARGET_MODULES, TrainConfig, train_adapter
     from edgeagent.runtime.adapter import base_signature
 
     settings = _settings()
@@ -167,6 +168,8 @@ def adapt_train(
         out=Path(out),
         steps=steps,
         rank=rank,
+        alpha=2.0 * rank,
+        targets=TARGET_MODULES + (MLP_MODULES if mlp else ()),
         batch_size=batch_size,
         learning_rate=learning_rate,
         time_budget_s=minutes * 60,

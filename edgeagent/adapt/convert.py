@@ -107,8 +107,9 @@ def _write(pairs, base_path: Path, alpha: float, training: dict, out: Path) -> N
     writer.add_string(BASE_NAME_KEY, str(kv.get("general.name") or base_path.name))
     writer.add_string(TRAINING_KEY, json.dumps(training, sort_keys=True))
     for target, (a, b) in pairs.items():
-        writer.add_tensor(f"{target}.lora_a", a.astype(np.float16))
-        writer.add_tensor(f"{target}.lora_b", b.astype(np.float16))
+        # f32: f16 tensors made llama.cpp convert activations for every product (2-3% slower)
+        writer.add_tensor(f"{target}.lora_a", a.astype(np.float32))
+        writer.add_tensor(f"{target}.lora_b", b.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

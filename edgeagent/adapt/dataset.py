@@ -12,6 +12,8 @@ One JSON object per line, the format other trainers (TRL, Axolotl, OpenAI fine-t
      "metadata": {"source": "history", "cluster": "read_file", ...}}
 
 A ``system`` message, when present, joins the runtime's own instructions (as in ``propose_calls``).
+An assistant message may carry ``"learn": "decision"``: only "answer without a tool here" is
+learned from it, not its words (``adapt.render``).
 """
 
 from __future__ import annotations

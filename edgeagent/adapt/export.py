@@ -81,8 +81,13 @@ def _trim_ungrounded(messages: list[dict]) -> tuple[list[dict], str | None]:
     problem = answer_problem(last.get("content") or "", sources)
     if problem is None:
         return messages, None
-    cut = max(i for i, m in enumerate(messages) if m.get("tool_calls"))
-    return messages[: cut + 1], problem
+    return _without_answer(messages), problem
+
+
+def _without_answer(messages: list[dict]) -> list[dict] | None:
+    """The record cut after its last call (None when it made no call)."""
+    calls = [i for i, m in enumerate(messages) if m.get("tool_calls")]
+    return messages[: calls[-1] + 1] if calls else None
 
 
 def _segments(messages: Sequence[dict]) -> list[list[dict]]:
@@ -241,7 +246,13 @@ def export_history(
             if reason is not None:
                 result.skipped[reason] += 1
                 continue
-            messages, dropped = _trim_ungrounded(messages)
+            if request.get("answer_by") == "runtime":  # results shown: not the model's words
+                messages, dropped = _without_answer(messages), "written by the runtime"
+            else:
+                messages, dropped = _trim_ungrounded(messages)
+            if messages is None:
+                result.skipped["answer written by the runtime"] += 1
+                continue
             if dropped:
                 result.skipped[f"answer not learned: {dropped.split(':')[0]}"] += 1
             record = {

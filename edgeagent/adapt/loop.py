@@ -89,6 +89,9 @@ def score_examples(
     from edgeagent.runtime.threads import physical_cores
 
     apply_cpu_quirks()
+    examples = [e for e in examples if not e.decision]  # no words to score (adapt.render)
+    if not examples:
+        return Score(0, 0, 0.0, 0.0, 0.0)
     longest = max(len(e.tokens) for e in examples)
     llm = llama_cpp.Llama(
         model_path=str(model_path),

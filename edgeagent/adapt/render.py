@@ -6,6 +6,10 @@ the tools, with the tools' worked examples when they have them), the conversatio
 template (``LocalModel.render``, special-token texts in data neutralised) and tokenized by the
 model's own vocabulary (llama.cpp, vocabulary only). Each assistant turn of a record becomes one
 example: the rendered prompt up to it (no loss) and its text up to the end-of-turn token (loss).
+
+An assistant turn marked ``"learn": "decision"`` teaches only that no tool is called here: its
+words are not learned (a canned reply would become the model's answer to everything); training
+lowers the probability of starting a call at its first token instead (``Example.decision``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Example:
     prompt_len: int
     record: int  # index of its record in the dataset
     group: str = ""  # examples with the same system prompt share its tokens (one KV in training)
+    decision: bool = False  # only "do not start a call" is learned, at the first answer token
 
     @property
     def target_len(self) -> int:
@@ -102,8 +107,11 @@ class TrainingRenderer:
             tools, extra or None, self.settings.tool_rendering, self.settings.exemplars
         )
 
-    def texts(self, record: dict) -> list[tuple[str, str]]:
-        """(prompt text, target text) for each assistant turn of a record."""
+    def texts(self, record: dict) -> list[tuple[str, str, bool]]:
+        """(prompt text, target text, decision only) for each assistant turn of a record."""
+        decisions = [
+            m.get("learn") == "decision" for m in record["messages"] if m["role"] == "assistant"
+        ]
         turns = runtime_turns(record["messages"])
         system = {"role": "system", "content": self.system_text(record)}
         out = []
@@ -120,7 +128,7 @@ class TrainingRenderer:
                     "the prompt; this model's template cannot be used for training",
                     "choose a model with a standard chat template",
                 )
-            out.append((prompt, full[len(prompt) :]))
+            out.append((prompt, full[len(prompt) :], decisions[len(out)]))
         return out
 
     def examples(
@@ -130,7 +138,7 @@ class TrainingRenderer:
         out: list[Example] = []
         too_long = 0
         for index, record in enumerate(records):
-            for prompt, target in self.texts(record):
+            for prompt, target, decision in self.texts(record):
                 prompt_ids = self.model.tokenize(prompt)
                 full_ids = self.model.tokenize(prompt + target)
                 common = 0
@@ -149,8 +157,19 @@ class TrainingRenderer:
                     too_long += 1
                     continue
                 group = hashlib.sha256(self.last_system.encode()).hexdigest()[:12]
-                out.append(Example(tuple(full_ids[:end]), common, index, group))
+                if decision:
+                    end = common + 1  # one token, for the shape; its value is not learned
+                out.append(Example(tuple(full_ids[:end]), common, index, group, decision))
         return out, too_long
+
+    def call_start_tokens(self) -> list[int]:
+        """Tokens whose text starts a call (``{`` or ``[``): what a decision example avoids."""
+        llm = self.model.llama
+        return [
+            t
+            for t in range(self.model.n_vocab)
+            if llm.detokenize([t], special=False).lstrip()[:1] in (b"{", b"[")
+        ]
 
     def close(self) -> None:
         self.model.close()

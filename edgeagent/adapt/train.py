@@ -18,7 +18,10 @@ from pathlib import Path
 
 from edgeagent.errors import AdaptDependencyError, AdapterError, DatasetError
 
-TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The attention projections: with the MLP ones too, llama.cpp decoded 13-15% slower on SmolLM2
+# (each adapted weight adds its own small matrix products); with these four, 5.6% (bench/README).
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 INSTALL_HINT = (
     "install the extra: pip install 'edgeagent[adapt]' (torch, transformers, peft: about 1 GB "
     "with the CPU build of torch; on Linux install torch from the CPU index first)"
@@ -33,8 +36,8 @@ class TrainConfig:
     data: Path
     out: Path
     steps: int = 300
-    rank: int = 8
-    alpha: float = 16.0
+    rank: int = 16
+    alpha: float = 32.0
     learning_rate: float = 3e-4
     time_budget_s: float = 1800.0
     max_examples: int = 2000
@@ -46,6 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 25
     targets: tuple[str, ...] = TARGET_MODULES
     threads: int | None = None
+    call_tokens: list[int] = field(default_factory=list)  # filled from the vocabulary
 
     def identity(self, data_digest: str) -> dict:
         """What must match for a checkpoint to be resumed."""
@@ -133,6 +137,9 @@ def prepare_examples(config: TrainConfig, settings, registry):
     try:
         examples, too_long = renderer.examples(records, config.max_seq_tokens)
         n_vocab = renderer.model.n_vocab
+        config.call_tokens = (
+            renderer.call_start_tokens() if any(e.decision for e in examples) else []
+        )
     finally:
         renderer.close()
     if not examples:
@@ -224,7 +231,7 @@ def train_adapter(
         prefix, suffixes = batches.batch(step)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * schedule(step)
-        loss = shared_prefix_loss(model, prefix, suffixes, torch, device)
+        loss = shared_prefix_loss(model, prefix, suffixes, torch, device, config.call_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -290,7 +297,7 @@ class Batches:
                 self.batches.append(
                     (
                         chunk[0].tokens[:shared],
-                        [(e.tokens[shared:], e.prompt_len - shared) for e in chunk],
+                        [(e.tokens[shared:], e.prompt_len - shared, e.decision) for e in chunk],
                     )
                 )
         rng.shuffle(self.batches)
@@ -314,27 +321,43 @@ def _shared_prefix(examples) -> int:
     return max(0, length)
 
 
-def shared_prefix_loss(model, prefix, suffixes, torch, device):
-    """Mean cross-entropy over the batch's target tokens; the prefix is run once and its keys
-    and values repeated for every example (gradients flow through it as through a full run)."""
-    width = max(len(tokens) for tokens, _ in suffixes)
+def shared_prefix_loss(model, prefix, suffixes, torch, device, call_tokens=()):
+    """Mean loss over the batch's target tokens; the prefix is run once and its keys and values
+    repeated for every example (gradients flow through it as through a full run).
+
+    A decision example (``Example.decision``) adds one term instead of its tokens:
+    ``-log(1 - P(a call-start token))`` at its first answer position.
+    """
+    width = max(len(tokens) for tokens, _, _ in suffixes)
     ids = torch.zeros((len(suffixes), width), dtype=torch.long, device=device)
     labels = torch.full((len(suffixes), width), -100, dtype=torch.long, device=device)
-    for row, (tokens, prompt_len) in enumerate(suffixes):
+    decisions = []
+    for row, (tokens, prompt_len, decision) in enumerate(suffixes):
         ids[row, : len(tokens)] = torch.tensor(tokens, device=device)
-        # right padding needs no mask: a causal model's real tokens never attend to later ones
-        labels[row, prompt_len : len(tokens)] = ids[row, prompt_len : len(tokens)]
-    cache = None
+        if decision:
+            decisions.append((row, prompt_len - 1))
+        else:
+            # right padding needs no mask: a causal model's real tokens never attend to later ones
+            labels[row, prompt_len : len(tokens)] = ids[row, prompt_len : len(tokens)]
+    cache, name = None, _cache_argument(model)
     if prefix:
-        cache = model(
-            input_ids=torch.tensor([prefix], device=device), use_cache=True
-        ).past_key_values
+        out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
         if len(suffixes) > 1:
             cache.batch_repeat_interleave(len(suffixes))
-    logits = model(input_ids=ids, past_key_values=cache, use_cache=cache is not None).logits
-    predicted = logits[:, :-1, :].reshape(-1, logits.shape[-1])
+    logits = model(input_ids=ids, use_cache=cache is not None, **{name: cache}).logits
+    predicted = logits[:, :-1, :].reshape(-1, logits.shape[-1]).float()
     wanted = labels[:, 1:].reshape(-1)
-    return torch.nn.functional.cross_entropy(predicted.float(), wanted, ignore_index=-100)
+    count = int((wanted != -100).sum())
+    total = torch.nn.functional.cross_entropy(predicted, wanted, ignore_index=-100, reduction="sum")
+    if decisions and len(call_tokens):
+        index = torch.tensor(list(call_tokens), device=device)
+        for row, position in decisions:
+            logprobs = torch.log_softmax(logits[row, position].float(), dim=-1)
+            p_call = torch.logsumexp(logprobs[index], dim=0).exp().clamp(max=1 - 1e-6)
+            total = total - torch.log1p(-p_call)
+            count += 1
+    return total / max(1, count)
 
 
 def _cache_argument(model) -> str:

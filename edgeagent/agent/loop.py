@@ -178,7 +178,8 @@ class Agent:
             self._steps(request_id, result)
         except EdgeAgentError as exc:
             status, error = "failed", str(exc)
-            result.answer = result.answer or f"error: {exc}"
+            if not result.answer:
+                result.answer, result.answer_by = f"error: {exc}", "runtime"
             result.notices.append(str(exc))
             raise
         except BaseException as exc:  # a bug or Ctrl-C: the request did not finish
@@ -279,6 +280,7 @@ class Agent:
                     mode = "none"
                     continue
                 result.answer = f"I could not make a valid tool call: {reason}"
+                result.answer_by = "runtime"
                 self._append("assistant", result.answer)
                 return
             fresh = [c for c in valid if _signature(c) not in succeeded | failed]
@@ -299,7 +301,8 @@ class Agent:
             self._used_tools |= {c.name for c in fresh}
             asked = self.proposer.follow_up_evidence(self._used_tools)
             mode = "auto" if asked and self.settings.follow_up_calls else "none"
-        result.answer = result.answer or self._fallback_answer(result)
+        if not result.answer:
+            result.answer, result.answer_by = self._fallback_answer(result), "runtime"
         result.notices.append(f"stopped after {self.settings.max_steps} steps")
 
     def _feed_back(self, request_id, proposal, calls, results, result: AgentResult) -> None:
@@ -370,6 +373,10 @@ class Agent:
                 grounded.text, self._outputs, self.proposer.request_text, ignore
             )
         text = grounded.text
+        if remote:
+            result.answer_by = "remote"
+        elif grounded.notices:  # the model's words were replaced by the results themselves
+            result.answer_by = "runtime"
         if not grounded.notices and self._sources and self.settings.cite_sources:
             from edgeagent.agent.answer import cite_lines
 
@@ -451,6 +458,7 @@ class Agent:
             energy_estimated=result.energy_estimated,
             engine=self.proposer.engine_name,
             error=error,
+            answer_by=result.answer_by,
         )
 
     def close(self) -> None:

@@ -64,6 +64,7 @@ class AgentResult:
     steps: int = 0
     finish_reason: str = ""  # how the answer's decode ended: stop, length, timeout, ...
     wait_s: float = 0.0  # time spent waiting for the user's confirmations (not in latency_s)
+    answer_by: str = "model"  # who wrote the answer: model | remote | runtime (results shown)
 
     def to_dict(self) -> dict:
         by_call = {r.call_id: r for r in self.results}
@@ -103,6 +104,7 @@ class AgentResult:
             "steps": self.steps,
             "finish_reason": self.finish_reason,
             "wait_s": round(self.wait_s, 4),
+            "answer_by": self.answer_by,
             "notices": self.notices,
         }
 

@@ -167,9 +167,11 @@ def m002_request_owner(db: Database) -> None:
 
 
 @migration
-def m003_request_feedback(db: Database) -> None:
-    """The user's verdict on a request ("good" or "bad"): what `edgeagent adapt` learns from."""
+def m003_learning(db: Database) -> None:
+    """What `edgeagent adapt` learns from: the user's verdict on a request ("good" or "bad"),
+    and who wrote its answer (the model, the remote, or the runtime showing results)."""
     db["requests"].add_column("feedback", str)
+    db["requests"].add_column("answer_by", str)
 
 
 def known_names() -> list[str]:

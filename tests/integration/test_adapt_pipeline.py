@@ -95,7 +95,7 @@ def test_training_writes_a_small_checked_adapter(trained):
     assert result.steps == 6 and result.stopped_by == "steps"
     assert result.examples == 48  # two assistant turns per record: the call and the answer
     assert result.out.is_file() and result.out.stat().st_size < 10 * 2**20
-    assert result.check["tensors"] == 7 * 30  # every projection of every layer
+    assert result.check["tensors"] == 4 * 30  # the attention projections of every layer
     assert result.check["max_logit_shift"] > 0  # it changes llama.cpp's logits
     assert len(result.losses) == 6 and result.last_loss < result.first_loss
 
@@ -170,7 +170,7 @@ def test_shared_prefix_batches_give_the_loss_of_whole_sequences(trained, smollm_
     with torch.no_grad():
         shared = float(shared_prefix_loss(model, prefix, suffixes, torch, "cpu"))
         total, count = 0.0, 0
-        for tokens, prompt_len in suffixes:
+        for tokens, prompt_len, _decision in suffixes:
             ids = torch.tensor([[*prefix, *tokens]])
             labels = ids.clone()
             labels[:, : len(prefix) + prompt_len] = -100
@@ -178,6 +178,41 @@ def test_shared_prefix_batches_give_the_loss_of_whole_sequences(trained, smollm_
             total += float(model(input_ids=ids, labels=labels).loss) * targets
             count += targets
     assert shared == pytest.approx(total / count, rel=1e-4)
+
+
+def test_a_decision_example_learns_only_not_to_call(smollm_path, tmp_path):
+    """A "learn": "decision" turn gives one example whose loss is -log(1 - P(call start)) at
+    the answer's first position, whatever its words."""
+    import torch
+    import transformers
+
+    from edgeagent.adapt.train import load_base, shared_prefix_loss
+
+    settings = load_settings(home=tmp_path, allowed_roots=(tmp_path,))
+    record = {
+        "messages": [
+            {"role": "user", "content": "Tell me a joke."},
+            {"role": "assistant", "content": "No tool for that.", "learn": "decision"},
+        ],
+        "tools": [],
+    }
+    renderer = TrainingRenderer(smollm_path, settings)
+    try:
+        (example,), _ = renderer.examples([record])
+        calls = renderer.call_start_tokens()
+    finally:
+        renderer.close()
+    assert example.decision and example.target_len == 1
+    model = load_base(smollm_path, torch, transformers).eval()
+    with torch.no_grad():
+        loss = float(
+            shared_prefix_loss(
+                model, (), [(example.tokens, example.prompt_len, True)], torch, "cpu", calls
+            )
+        )
+        logits = model(input_ids=torch.tensor([example.tokens])).logits[0, example.prompt_len - 1]
+        p_call = float(torch.softmax(logits.float(), -1)[calls].sum())
+    assert loss == pytest.approx(-np.log1p(-p_call), rel=1e-3)
 
 
 def test_training_resumes_from_its_checkpoint(trained):

@@ -11,17 +11,8 @@ from edgeagent.adapt.export import answer_problem, export_history, model_words
 from edgeagent.agent.prompt import calls_text, tool_result_message
 from edgeagent.store import Store
 from edgeagent.types import ToolCall, ToolResult
+from tests.unit.test_adapt_dataset import TOOLS
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "read_file",
-            "description": "Read a text file",
-            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
-        },
-    }
-]
 SECRET = "sk-live-0123456789abcdefXYZ"
 
 
@@ -43,6 +34,7 @@ class History:
         valid: bool = True,
         route: str = "local",
         request_status: str = "done",
+        answer_by: str = "model",
     ) -> str:
         rid = self.store.start_request(self.conversation, prompt, "tiny.gguf")
         self.store.add_message(self.conversation, "user", prompt)
@@ -61,7 +53,9 @@ class History:
                     self.conversation, "tool", message, name=call.name, call_id=call.id
                 )
         self.store.add_message(self.conversation, "assistant", answer)
-        self.store.finish_request(rid, status=request_status, answer=answer, route=route)
+        self.store.finish_request(
+            rid, status=request_status, answer=answer, route=route, answer_by=answer_by
+        )
         return rid
 
 
@@ -144,6 +138,18 @@ def test_an_ungrounded_answer_is_not_learned_but_its_call_is(store, tmp_path):
     assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
     assert record["metadata"]["answer_dropped"].startswith("numbers in no result: 14356")
     assert result.skipped["answer not learned: numbers in no result"] == 1
+
+
+def test_an_answer_the_runtime_wrote_is_not_learned(store, tmp_path):
+    history = History(store)
+    history.request("what's in notes.txt", answer="read_file returned:\nwifi", answer_by="runtime")
+    rid = history.request("hello", path=None, answer="I could not finish.", answer_by="runtime")
+    store.set_feedback(rid, "good")  # even confirmed: the words were not the model's
+    result = export_history(store, TOOLS, roots=[tmp_path])
+    (record,) = result.records
+    assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
+    assert record["messages"][1]["tool_calls"][0]["function"]["name"] == "read_file"
+    assert result.skipped["answer written by the runtime"] == 1
 
 
 def test_export_of_a_request_limit_and_since(store, tmp_path):

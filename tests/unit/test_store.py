@@ -15,7 +15,7 @@ from edgeagent.store import Store, migrations, scrub_secrets
 from edgeagent.store import db as store_db
 from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
 
-ALL_MIGRATIONS = ["m001_initial", "m002_request_owner", "m003_request_feedback"]
+ALL_MIGRATIONS = ["m001_initial", "m002_request_owner", "m003_learning"]
 EXPECTED_COLUMNS = {
     "_migrations": ["name", "applied_at"],
     "conversations": ["id", "title", "model", "created_at"],
@@ -46,6 +46,8 @@ EXPECTED_COLUMNS = {
         "created_at",
         "finished_at",
         "owner",
+        "feedback",
+        "answer_by",
     ],
     "tool_calls": [
         "id",
