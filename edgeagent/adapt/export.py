@@ -223,7 +223,13 @@ def export_history(
             "SELECT * FROM requests WHERE conversation_id = ? ORDER BY created_at, rowid", (cid,)
         )
         segments = _segments(store.messages(cid))
-        for index, request in enumerate(requests):
+        cursor = 0  # segments and requests come in the same order; a request without turns
+        for index, request in enumerate(requests):  # (it failed before its first) is skipped
+            segment = None
+            for position in range(cursor, len(segments)):
+                if segments[position][0].get("content") == request["prompt"]:
+                    segment, cursor = segments[position], position + 1
+                    break
             if wanted is not None and request["id"] not in wanted:
                 continue
             if since is not None and (request.get("created_at") or 0) <= since:
@@ -235,10 +241,7 @@ def export_history(
             )
             following = requests[index + 1]["prompt"] if index + 1 < len(requests) else None
             reason = _reason_to_skip(request, calls, following, only_confirmed)
-            segment = segments[index] if index < len(segments) else None
-            if reason is None and (
-                segment is None or segment[0].get("content") != request["prompt"]
-            ):
+            if reason is None and segment is None:
                 reason = "turns not found in the conversation"
             messages = _record_messages(segment) if reason is None else None
             if reason is None and messages is None:

@@ -183,3 +183,14 @@ def test_model_words_drops_what_the_runtime_appended():
 def test_answer_problem(answer, problem):
     found = answer_problem(answer, ["12 times 7", "84"])
     assert (found is None) if problem is None else problem in found
+
+
+def test_a_request_without_turns_does_not_shift_the_others(store, tmp_path):
+    history = History(store)
+    first = history.request("read notes.txt", answer="It says MAPLE-42.")
+    broken = store.start_request(history.conversation, "read todo.md", "tiny.gguf")
+    store.finish_request(broken, status="failed", error="crashed before its first turn")
+    last = history.request("what's in notes.txt again", answer="Still MAPLE-42.")
+    result = export_history(store, TOOLS, roots=[tmp_path])
+    assert [r["metadata"]["request_id"] for r in result.records] == [first, last]
+    assert result.records[1]["messages"][0]["content"] == "what's in notes.txt again"
