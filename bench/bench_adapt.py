@@ -49,14 +49,21 @@ def _settings(work: Path, **extra):
 # ---- 1. collect -------------------------------------------------------------------------------
 
 
-def collect_everyday(model: str, work: Path, limit: int) -> tuple[list[dict], dict]:
-    """Run the tune split; export the history of each task that passed (marked good)."""
+def collect_everyday(
+    model: str, work: Path, limit: int, temperature: float = 0.0
+) -> tuple[list[dict], dict]:
+    """Run the tune split; export the history of each task that passed (marked good).
+
+    With ``temperature`` > 0 the model samples: a task the greedy model fails may pass in a
+    sampled run, which is a lesson the greedy traces do not hold (rejection sampling).
+    """
     from edgeagent.adapt.export import export_history
     from edgeagent.store import Store
 
-    args = everyday.build_parser().parse_args(
-        ["--split", "tune", "--systems", "edgeagent", "--limit", str(limit)]
-    )
+    argv = ["--split", "tune", "--systems", "edgeagent", "--limit", str(limit)]
+    if temperature:
+        argv += ["--set", f"temperature={temperature}"]
+    args = everyday.build_parser().parse_args(argv)
     tasks = everyday.select_tasks(everyday.load_tasks(args.tasks), args)
     records: list[dict] = []
     skipped: dict = {}
@@ -205,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--everyday-repeat", type=int, default=3, help="copies of each tune trace")
+    parser.add_argument("--samples", type=int, default=0, help="sampled runs of the tune split")
+    parser.add_argument("--temperature", type=float, default=0.8, help="for the sampled runs")
     parser.add_argument("--bfcl", default="simple_python=340,multiple=150,irrelevance=100")
     parser.add_argument("--limit", type=int, default=0, help="everyday tasks per category (0: all)")
     parser.add_argument("--eval-bfcl", default="simple_python=20,multiple=10,irrelevance=10")
@@ -232,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "collect"):
         started = time.perf_counter()
         traces, info = collect_everyday(args.model, work, args.limit)
+        info["sampled_runs"] = []
+        for run in range(args.samples):
+            sampled, more = collect_everyday(args.model, work, args.limit, args.temperature)
+            traces += sampled
+            info["sampled_runs"].append({"temperature": args.temperature, **more})
+            print(f"sampled run {run + 1}: {more['passed']} passed", flush=True)
         counts = {k: int(v) for k, v in (p.split("=") for p in args.bfcl.split(",") if p)}
         bfcl = bfcl_records(counts)
         records, left_out = curate([*traces, *bfcl])

@@ -302,7 +302,11 @@ class LocalProposer:
         prompt = self.model.render(messages)
         if self.engine is None or mode == "free":
             gen = self.model.generate(
-                prompt, on_text=on_text, temperature=0.0, repeat_penalty=1.15, **self._bounds()
+                prompt,
+                on_text=on_text,
+                temperature=self.settings.temperature,
+                repeat_penalty=1.15,
+                **self._bounds(),
             )
             return gen, "none"
         constraint, info = constrain(self.engine, self.envelope(mode, max_calls, view).gbnf)
@@ -316,7 +320,7 @@ class LocalProposer:
             prompt,
             constraint=constraint,
             on_text=on_text,
-            temperature=0.0,
+            temperature=self.settings.temperature,
             first_bias=bias,
             repeat_penalty=self.settings.call_repeat_penalty,
             **self._bounds(),
