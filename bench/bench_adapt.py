@@ -205,10 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work", type=Path, default=Path.home() / ".cache" / "edgeagent" / "bench-adapt"
     )
-    parser.add_argument("--stage", choices=("all", "collect", "train", "eval"), default="all")
+    parser.add_argument(
+        "--stage", choices=("all", "collect", "train", "eval", "speed"), default="all"
+    )
+    parser.add_argument("--speed-rounds", type=int, default=3, help="speed: interleaved rounds")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--everyday-repeat", type=int, default=3, help="copies of each tune trace")
@@ -306,6 +309,20 @@ def main(argv: list[str] | None = None) -> int:
                 json.dumps({k: v for k, v in evaluation[name].items()}, default=str)[:2000],
                 flush=True,
             )
+    if args.stage == "speed":  # base and adapter interleaved, so drifting load hits both alike
+        rounds = {"base": [], "adapter": []}
+        for _ in range(args.speed_rounds):
+            for name, lora in (("base", None), ("adapter", adapter)):
+                rounds[name].append(speed(model_path, lora, runs=7))
+        report["speed"] = {
+            name: {
+                "load_s": statistics.median(r["load_s"] for r in runs),
+                "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+                "rounds": runs,
+            }
+            for name, runs in rounds.items()
+        }
+        print(json.dumps(report["speed"], indent=1), flush=True)
     save()
     print(f"wrote {report_path}")
     return 0

@@ -140,7 +140,7 @@ def _resolve_base(settings, base: str | None) -> Path:
     "--out", type=click.Path(dir_okay=False), default=None, help="Adapter .gguf to write."
 )
 @click.option("--steps", type=int, default=300, show_default=True)
-@click.option("--rank", type=int, default=16, show_default=True)
+@click.option("--rank", type=int, default=8, show_default=True)
 @click.option("--mlp", is_flag=True, help="Adapt the MLP projections too (slower decoding).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--learning-rate", type=float, default=3e-4, show_default=True)

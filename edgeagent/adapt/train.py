@@ -36,8 +36,8 @@ class TrainConfig:
     data: Path
     out: Path
     steps: int = 300
-    rank: int = 16
-    alpha: float = 32.0
+    rank: int = 8  # rank 16 decoded 11% slower than the base in llama.cpp, rank 8 within 10%
+    alpha: float = 16.0
     learning_rate: float = 3e-4
     time_budget_s: float = 1800.0
     max_examples: int = 2000
@@ -188,7 +188,7 @@ def train_adapter(
     folder, state_file = _checkpoint_paths(config)
     step, resumed, losses = 0, 0, []
     if state_file.is_file():
-        state = torch.load(state_file, weights_only=False)
+        state = torch.load(state_file, weights_only=True)  # tensors and numbers, no pickled code
         if state.get("identity") == identity:
             peft.set_peft_model_state_dict(model, state["adapter"])
             optimizer.load_state_dict(state["optimizer"])
