@@ -12,12 +12,9 @@ at least as well as the base on both figures.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
 
 from edgeagent.errors import AdapterError
 
@@ -81,49 +78,27 @@ class Score:
 def score_examples(
     model_path: Path, adapter: Path | None, examples, threads: int | None = None
 ) -> Score:
-    """Score token sequences (``adapt.render.Example``) in llama.cpp, with or without adapter."""
-    import llama_cpp
+    """Score token sequences (``adapt.render.Example``) in llama.cpp, with or without adapter
+    (exactly that adapter: a configured one is not applied)."""
+    from edgeagent.config import Settings
+    from edgeagent.runtime.local import LocalModel
 
-    from edgeagent.runtime.adapter import attach_adapter
-    from edgeagent.runtime.cpu_quirks import apply_cpu_quirks
-    from edgeagent.runtime.threads import physical_cores
-
-    apply_cpu_quirks()
     examples = [e for e in examples if not e.decision]  # no words to score (adapt.render)
     if not examples:
         return Score(0, 0, 0.0, 0.0, 0.0)
     longest = max(len(e.tokens) for e in examples)
-    llm = llama_cpp.Llama(
-        model_path=str(model_path),
-        n_ctx=max(512, longest + 8),
-        n_batch=512,
-        n_threads=threads or physical_cores(),
-        logits_all=True,
-        verbose=False,
-    )
+    settings = Settings(adapter=adapter, n_threads=threads, decode_timeout_s=600)
+    model = LocalModel(model_path, settings, n_ctx=max(512, longest + 8))
     logprob_sum, right, tokens, exact = 0.0, 0, 0, 0
     try:
-        if adapter is not None:
-            attach_adapter(llm, Path(adapter))
         for example in examples:
-            llm.reset()
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            llm.eval(list(example.tokens))
-            scores = np.asarray(llm.scores[: len(example.tokens)], dtype=np.float32)
-            all_right = True
-            for position in range(example.prompt_len, len(example.tokens)):
-                row = scores[position - 1]
-                peak = float(row.max())
-                log_z = peak + math.log(float(np.exp(row - peak).sum()))
-                target = example.tokens[position]
-                logprob_sum += float(row[target]) - log_z
-                hit = int(row.argmax()) == target
-                right += hit
-                all_right &= hit
-                tokens += 1
-            exact += all_right
+            scored = model.score(example.tokens, example.prompt_len)
+            logprob_sum += sum(lp for lp, _ in scored)
+            right += sum(hit for _, hit in scored)
+            tokens += len(scored)
+            exact += all(hit for _, hit in scored)
     finally:
-        llm.close()
+        model.close()
     return Score(
         examples=len(examples),
         tokens=tokens,

@@ -590,6 +590,22 @@ class LocalModel:
         margin = chosen - runner_up if math.isfinite(runner_up) else math.inf
         return token, chosen, margin
 
+    def score(self, tokens: Sequence[int], start: int) -> list[tuple[float, bool]]:
+        """Teacher-forced: for each token from ``start`` on, its log-probability and whether it
+        was the greedy choice (the KV cells of a shared prefix are reused, as in ``generate``)."""
+        deadline = time.perf_counter() + self.settings.decode_timeout_s
+        tokens = list(tokens)
+        cached = self._reuse_prefix(tokens[:start])
+        self._eval(tokens[cached:start], deadline)
+        out = []
+        for position in range(start, len(tokens)):
+            logprobs = _log_softmax(self._last_logits())
+            target = tokens[position]
+            out.append((float(logprobs[target]), int(np.argmax(logprobs)) == target))
+            if position + 1 < len(tokens):
+                self._eval([target], deadline)
+        return out
+
     def chat(self, messages: Sequence, **kwargs) -> Generation:
         """Render ``messages`` with the chat template and generate the assistant's reply."""
         return self.generate(self.render(messages), **kwargs)
