@@ -8,7 +8,9 @@ tokens in one batch, and the log-probabilities of the freely chosen tokens are k
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
+import io
 import math
 import re
 import time
@@ -227,9 +229,11 @@ class LocalModel:
         self.n_threads, self.thread_planner, self.adapter, self.adapter_load_s = 1, None, None, 0.0
         started = time.perf_counter()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path), vocab_only=True, n_ctx=512, verbose=False
-            )
+            # a vocabulary-only context warns that n_ctx exceeds a training context of 0
+            with contextlib.redirect_stderr(io.StringIO()):
+                self._llm = llama_cpp.Llama(
+                    model_path=str(self.path), vocab_only=True, n_ctx=512, verbose=False
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise RuntimeLoadError(
                 f"llama.cpp could not read the vocabulary of {self.path.name}: {exc}",
