@@ -7,7 +7,31 @@ from pathlib import Path
 
 import click
 
-from edgeagent.cli import _echo, _human_bytes, _print_json, _settings
+
+# edgeagent.cli adds this group when it loads; importing it back at module level would be circular
+# under `python -m edgeagent.cli`, so its helpers are looked up when a command runs
+def _echo(*args, **kwargs):
+    from edgeagent.cli import _echo as echo
+
+    return echo(*args, **kwargs)
+
+
+def _print_json(data) -> None:
+    from edgeagent.cli import _print_json as print_json
+
+    print_json(data)
+
+
+def _human_bytes(size) -> str:
+    from edgeagent.cli import _human_bytes as human
+
+    return human(size)
+
+
+def _settings(**overrides):
+    from edgeagent.cli import _settings as settings
+
+    return settings(**overrides)
 
 
 @click.group()
