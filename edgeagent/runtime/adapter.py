@@ -12,7 +12,7 @@ would otherwise load and produce nonsense).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeagent.errors import AdapterError
@@ -36,6 +36,7 @@ class AdapterInfo:
     base_name: str | None
     training: str | None
     file_size: int
+    shapes: dict = field(default_factory=dict, compare=False, repr=False)  # target -> a/b shapes
 
     def to_dict(self) -> dict:
         return {
@@ -111,6 +112,7 @@ def read_adapter(path: str | Path) -> AdapterInfo:
         base_name=kv.get(BASE_NAME_KEY),
         training=kv.get(TRAINING_KEY),
         file_size=path.stat().st_size,
+        shapes=pairs,
     )
 
 
@@ -158,8 +160,7 @@ def _pairs(path: Path, shapes: dict[str, tuple]) -> dict[str, dict[str, tuple]]:
 
 
 def _check_shapes(info: AdapterInfo, shapes: dict, model_name: str) -> None:
-    _, own = _header(info.path, "adapter")
-    for target, parts in _pairs(info.path, own).items():
+    for target, parts in info.shapes.items():
         a, b, w = parts["lora_a"], parts["lora_b"], shapes[target]
         if a[0] != w[0] or b[1] != w[1] or a[1] != b[0]:
             raise AdapterError(
