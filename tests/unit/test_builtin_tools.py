@@ -232,10 +232,6 @@ def test_add_note_needs_confirmation(context: ToolContext, store: MemoryStore) -
 
 
 def test_notes_open_the_real_store_when_none_is_given(root: Path) -> None:
-    try:
-        from edgeagent.store import Store  # noqa: F401
-    except ImportError:
-        pytest.skip("edgeagent.store.Store is not available yet")
     context = ToolContext(load_settings(allowed_roots=(root,)))
     assert context.store is None
     assert run(context, "add_note", text="remember the keys", tags=["home"]).status == "ok"
