@@ -185,7 +185,8 @@ class AgentRig:
 
     def __init__(self) -> None:
         from edgeagent.config import load_settings
-        from edgeagent.runtime.catalog import load_catalog, pull_model
+        from edgeagent.runtime.catalog import load_catalog
+        from edgeagent.runtime.download import pull_model
         from edgeagent.runtime.local import LocalModel
 
         entry = load_catalog().get("smollm2-135m-instruct-q4_1")

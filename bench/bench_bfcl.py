@@ -260,7 +260,8 @@ def _progress(label: str, total: int):
 def bench_model(model_id: str, items: list, args) -> dict:
     """Ours and the anchor on ``items`` with one model; side by side unless --sequential."""
     from edgeagent.config import load_settings
-    from edgeagent.runtime.catalog import load_catalog, pull_model
+    from edgeagent.runtime.catalog import load_catalog
+    from edgeagent.runtime.download import pull_model
     from edgeagent.runtime.local import LocalModel
 
     settings = load_settings(models_dir=TEST_MODELS_DIR, n_threads=args.threads)

@@ -91,7 +91,7 @@ BOUND_FINISHES = frozenset({"length", "timeout", "cap"})
 def resolve_model_path(spec: str) -> Path:
     """A GGUF path, a catalog id or an alias (smollm2, gemma); the test-models folder first."""
     from edgeagent.config import load_settings
-    from edgeagent.runtime.catalog import resolve_model
+    from edgeagent.runtime.resolve import resolve_model
 
     spec = MODEL_ALIASES.get(spec, spec)
     settings = load_settings(models_dir=TEST_MODELS_DIR, offline=True)

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.tool_schemas import TEN_TOOLS  # noqa: E402
 from edgeagent.agent.prompt import system_prompt  # noqa: E402
 from edgeagent.config import load_settings  # noqa: E402
-from edgeagent.runtime.catalog import load_catalog, pull_model  # noqa: E402
+from edgeagent.runtime.catalog import load_catalog  # noqa: E402
+from edgeagent.runtime.download import pull_model  # noqa: E402
 from edgeagent.runtime.local import LocalModel  # noqa: E402
 from edgeagent.runtime.prefix_cache import PrefixCache, stable_prefix_text  # noqa: E402
 

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeagent.config import load_settings  # noqa: E402
-from edgeagent.runtime.catalog import load_catalog, pull_model  # noqa: E402
+from edgeagent.runtime.catalog import load_catalog  # noqa: E402
+from edgeagent.runtime.download import pull_model  # noqa: E402
 from edgeagent.runtime.local import LocalModel  # noqa: E402
 
 PROMPT = "Write two sentences about why small language models are useful on laptops."

@@ -152,7 +152,7 @@ def adapt_mark(request_id: str, verdict: str) -> None:
 
 
 def _resolve_base(settings, base: str | None) -> Path:
-    from edgeagent.runtime.catalog import resolve_model
+    from edgeagent.runtime.resolve import resolve_model
 
     return resolve_model(base or settings.model, settings, offline=True)
 

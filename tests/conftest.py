@@ -28,7 +28,8 @@ def isolated_home(tmp_path, monkeypatch):
 def _tiny_model(model_id: str) -> Path:
     """The real GGUF for ``model_id``, pulled through the product's own catalog on first use."""
     from edgeagent.config import load_settings
-    from edgeagent.runtime.catalog import load_catalog, pull_model
+    from edgeagent.runtime.catalog import load_catalog
+    from edgeagent.runtime.download import pull_model
 
     entry = load_catalog().get(model_id)
     settings = load_settings(models_dir=TEST_MODELS_DIR)

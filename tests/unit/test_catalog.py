@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,8 @@ from edgeagent.runtime.catalog import (
     parse_catalog,
     recommend,
     recommend_with_reasons,
-    resolve_model,
 )
+from edgeagent.runtime.resolve import resolve_model
 
 REPO_CATALOG = Path(__file__).resolve().parents[2] / "models" / "catalog.toml"
 
@@ -380,3 +382,22 @@ def test_resolve_uses_settings_model(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "fake.gguf").write_bytes(body)
     assert resolve_model(None, s, offline=True, catalog=cat) == tmp_path / "m" / "fake.gguf"
+
+
+def test_catalog_does_not_import_download_and_still_exports_the_moved_names():
+    code = (
+        "import sys\n"
+        "import edgeagent.runtime.catalog as c\n"
+        "assert 'edgeagent.runtime.download' not in sys.modules, 'catalog imported download'\n"
+        "from edgeagent.runtime import resolve\n"
+        "from edgeagent.runtime.catalog import pull_model, resolve_model\n"
+        "from edgeagent.runtime.download import pull_model as pull\n"
+        "assert resolve_model is resolve.resolve_model and pull_model is pull\n"
+        "try:\n"
+        "    c.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('unknown names must raise AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -17,7 +17,7 @@ import pytest
 
 from edgeagent.config import load_settings
 from edgeagent.errors import ChecksumError, DownloadError, ModelFileError
-from edgeagent.runtime.catalog import Catalog, ModelEntry, load_catalog, resolve_model
+from edgeagent.runtime.catalog import Catalog, ModelEntry, load_catalog
 from edgeagent.runtime.download import (
     make_progress_bar,
     partial_path,
@@ -25,6 +25,7 @@ from edgeagent.runtime.download import (
     sidecar_path,
     verify_installed,
 )
+from edgeagent.runtime.resolve import resolve_model
 from tests.conftest import TEST_MODELS_DIR
 
 REPO = "org/fake-GGUF"
