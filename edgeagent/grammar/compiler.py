@@ -10,33 +10,18 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edgeagent.errors import GrammarError
-from edgeagent.grammar import numbers
-from edgeagent.grammar.charsets import HEX, cs
-from edgeagent.grammar.nodes import (
-    EMPTY,
-    Alt,
-    Cls,
-    Lit,
-    Node,
-    Ref,
-    Rep,
-    Seq,
-    alt,
-    opt,
-    refs_in,
-    rep,
-    seq,
-)
-from edgeagent.grammar.regex_gbnf import FORMATS, format_json_node
-from edgeagent.grammar.rendering import LarkStyle, render
-from edgeagent.grammar.schema_combinators import CombinatorMixin, SchemaDoc
-from edgeagent.grammar.schema_keywords import KeywordCheckMixin, type_list
-from edgeagent.grammar.schema_types import TypeRulesMixin
+from edgeagent.grammar.rules import RuleBuilder, SchemaDoc, ValidatorKeyword
+from edgeagent.grammar.rules import sanitize as _sanitize  # noqa: F401  (bench clears its cache)
+from edgeagent.grammar.schema_walk import MAX_DEPTH as MAX_DEPTH
+from edgeagent.grammar.schema_walk import object_root, schema_node
+
+if TYPE_CHECKING:
+    from edgeagent.grammar.nodes import Node
 
 __all__ = [
     "CompiledGrammar",
@@ -46,24 +31,6 @@ __all__ = [
     "describe_validator_keywords",
     "lark_for",
 ]
-
-MAX_DEPTH = 200
-GLUE_NAMES = frozenset({"root", "call", "calls", "answer"})
-BASE_NAMES = frozenset(
-    {"start", "value", "object", "member", "array", "string", "char", "number", "integer"}
-    | set(FORMATS)
-    | GLUE_NAMES
-)
-TOKEN_BASES = frozenset({"char", "string", "number", "integer"} | set(FORMATS))
-
-
-@dataclass(frozen=True)
-class ValidatorKeyword:
-    """A keyword the grammar does not enforce exactly; the validator must check it."""
-
-    keyword: str
-    json_path: str
-    why: str
 
 
 @dataclass(frozen=True)
@@ -92,55 +59,58 @@ def describe_validator_keywords(compiled: CompiledGrammar) -> list[str]:
     ]
 
 
-@functools.lru_cache(maxsize=4096)
-def _sanitize(name: str) -> str:
-    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "x"
-    return text if text[0].isalpha() else f"n-{text}"
-
-
-class SchemaCompiler(KeywordCheckMixin, CombinatorMixin, TypeRulesMixin):
+class SchemaCompiler:
     """Compiles one or more JSON schemas into a single grammar with shared base rules.
 
     ``compile`` returns the rule name of each schema; ``grammar`` renders every rule reachable
     from a root. Rule names are deduplicated (identical bodies share one rule) and prefixed per
-    schema, so an envelope can hold many tools' argument grammars at once. Keyword checks,
-    ``$ref``/combinators and typed-value rules come from the mixins in ``schema_keywords``,
-    ``schema_combinators`` and ``schema_types``; this class holds the rules and renders them.
+    schema, so an envelope can hold many tools' argument grammars at once. This is a facade:
+    the rules live in a ``RuleBuilder`` (``rules``), ``schema_walk`` dispatches each schema
+    node to its keyword family (``schema_types``, ``schema_objects``, ``schema_combinators``,
+    checked by ``schema_keywords``).
     """
 
     def __init__(
         self, *, string_cap: int = 256, array_cap: int = 64, strict_objects: bool = True
     ) -> None:
-        if string_cap < 1 or array_cap < 1:
-            raise GrammarError("string_cap and array_cap must be at least 1", keyword=None)
-        self.string_cap = string_cap
-        self.array_cap = array_cap
-        self.strict_objects = strict_objects
-        self.rules: dict[str, Node | None] = {}
-        self._bodies: dict[tuple[Node, bool], str] = {}
-        self._tokens: set[str] = set(TOKEN_BASES)
-        self._taken: set[str] = set(BASE_NAMES)
-        self._vk: list[ValidatorKeyword] = []
-        self._notes: dict[str, list[str]] = {}
-        self._checked: dict[int, dict] = {}
-        self._maybe_unproductive = False  # set by $ref cycles and empty character classes
-        self._layouts: dict[str, tuple[int, dict[str, Node], list[str]]] = {}
+        """A compiler with empty rules; the caps bound free strings, arrays and objects."""
+        self.builder = RuleBuilder(
+            string_cap=string_cap, array_cap=array_cap, strict_objects=strict_objects
+        )
 
-    # ------------------------------------------------------------------ public
+    @property
+    def string_cap(self) -> int:
+        """Longest free string, in characters."""
+        return self.builder.string_cap
+
+    @property
+    def array_cap(self) -> int:
+        """Most items of a free array (and keys of a free object)."""
+        return self.builder.array_cap
+
+    @property
+    def strict_objects(self) -> bool:
+        """Whether an absent additionalProperties means no extra keys."""
+        return self.builder.strict_objects
+
+    @property
+    def rules(self) -> dict[str, Node | None]:
+        """Every rule added so far (None while a rule is being built)."""
+        return self.builder.rules
 
     def compile(self, schema: object, *, name: str = "root", require_object: bool = False) -> str:
         """Add ``schema``'s rules; returns the name of its top rule (``name`` sanitized)."""
-        prefix = "root" if name == "root" else self._fresh(name)
+        b = self.builder
+        prefix = "root" if name == "root" else b.fresh(name)
         doc = SchemaDoc(root=schema, prefix=prefix)
-        self._taken.add(prefix)
-        self.rules[prefix] = None
+        b.reserve(prefix)
         try:
             if require_object:
-                target = self._object_root(schema, doc)
+                target = object_root(b, schema, doc)
             else:
                 target = schema
                 doc.refs["#"] = prefix
-            self.rules[prefix] = self._schema(target, "$", doc, prefix, 0)
+            b.define(prefix, schema_node(b, target, "$", doc, prefix, 0))
         except RecursionError:
             raise GrammarError(
                 "the schema is nested too deeply to compile", keyword=None, path="$"
@@ -152,85 +122,33 @@ class SchemaCompiler(KeywordCheckMixin, CombinatorMixin, TypeRulesMixin):
 
         ``token`` marks a rule that is a single lexeme (a terminal in the Lark rendering).
         """
-        if name not in GLUE_NAMES or self.rules.get(name) is not None:
-            name = self._fresh(name)
-        self._taken.add(name)
-        self.rules[name] = body
-        if token:
-            self._tokens.add(name)
-        return name
+        return self.builder.add_rule(name, body, token=token)
 
     @property
     def validator_keywords(self) -> tuple[ValidatorKeyword, ...]:
-        return tuple(dict.fromkeys(self._vk))
+        """Every keyword the validator must enforce, without repeats."""
+        return self.builder.validator_keywords
 
     @property
     def notes(self) -> tuple[str, ...]:
-        out = []
-        for text, paths in self._notes.items():
-            shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-            out.append(f"{text} (at {shown})" if paths else text)
-        return tuple(out)
+        """The deliberate restrictions (caps, strict objects), each with its paths."""
+        return self.builder.notes
 
     def mark(self) -> int:
         """Position in the validator keyword list (to slice one schema's keywords out)."""
-        return len(self._vk)
+        return self.builder.mark()
 
     def keywords_since(self, mark: int) -> tuple[ValidatorKeyword, ...]:
-        return tuple(dict.fromkeys(self._vk[mark:]))
+        """The validator keywords reported since ``mark``, without repeats."""
+        return self.builder.keywords_since(mark)
 
     def grammar(self, root: str) -> str:
         """GBNF text: ``root ::= ...`` first, then every reachable rule; no unused rules."""
-        bodies, order = self._layout(root)
-        lines = [f"{name} ::= {render(bodies[name])}" for name in order]
-        if root != "root":
-            lines.insert(0, f"root ::= {root}")
-        return "\n".join(lines) + "\n"
+        return self.builder.gbnf(root)
 
     def lark(self, root: str) -> str:
-        """The same grammar in llguidance's Lark syntax, lexed as JSON tokens.
-
-        llguidance lexes greedily; ``gbnf_to_lark`` turns every all-terminal GBNF rule into
-        one big lexeme, which can then shadow a shorter lexeme of a recursive rule and reject
-        valid text. Here only JSON scalars (strings, numbers, formats, patterns, the plain
-        answer) are terminals and literals are split into JSON tokens; compact JSON tokens are
-        never a prefix of what may follow them, so greedy lexing stays exact.
-        """
-        bodies, order = self._layout(root)
-        names = {}
-        for name in order:
-            lark_name = name.replace("-", "_")
-            names[name] = lark_name.upper() if name in self._tokens else lark_name
-        names[root] = "start"
-        lines = ["%llguidance {}", ""]
-        for name in order:
-            style = LarkStyle(name in self._tokens, names)
-            lines.append(f"{names[name]}: {render(bodies[name], lark=style)}")
-        return "\n".join(lines) + "\n"
-
-    def _layout(self, root: str) -> tuple[dict[str, Node], list[str]]:
-        cached = self._layouts.get(root)
-        if cached is not None and cached[0] == len(self.rules):
-            return cached[1], cached[2]
-        bodies = self._pruned()
-        if root not in bodies:
-            raise GrammarError(
-                "the schema admits no finite JSON value (every alternative recurses forever)",
-                keyword="$ref",
-                path="$",
-                hint="give recursive definitions a non-recursive alternative",
-            )
-        order = [root]
-        seen = {root}
-        i = 0
-        while i < len(order):
-            for ref in refs_in(bodies[order[i]]):
-                if ref not in seen:
-                    seen.add(ref)
-                    order.append(ref)
-            i += 1
-        self._layouts[root] = (len(self.rules), bodies, order)
-        return bodies, order
+        """The same grammar in llguidance's Lark syntax (see ``RuleBuilder.lark``)."""
+        return self.builder.lark(root)
 
     def render(self, root: str) -> tuple[str, str]:
         """(GBNF, Lark) for ``root``; the pair is registered for ``lark_for``."""
@@ -242,222 +160,9 @@ class SchemaCompiler(KeywordCheckMixin, CombinatorMixin, TypeRulesMixin):
         return gbnf, lark
 
     def result(self, root: str) -> CompiledGrammar:
+        """The compiled grammar for ``root`` with every keyword and note so far."""
         gbnf, lark = self.render(root)
         return CompiledGrammar(gbnf, root, self.validator_keywords, self.notes, lark)
-
-    # ------------------------------------------------------------------ bookkeeping
-
-    def _fresh(self, hint: str) -> str:
-        base = _sanitize(hint)
-        name, n = base, 1
-        while name in self._taken:
-            n += 1
-            name = f"{base}-{n}"
-        self._taken.add(name)
-        return name
-
-    def _rule(self, hint: str, body: Node, token: bool = False) -> Ref:
-        existing = self._bodies.get((body, token))
-        if existing is not None:
-            return Ref(existing)
-        name = self._fresh(hint)
-        self.rules[name] = body
-        self._bodies[(body, token)] = name
-        if token:
-            self._tokens.add(name)
-        return Ref(name)
-
-    def _named(self, node: Node, hint: str) -> Node:
-        if isinstance(node, Ref | Cls) or (isinstance(node, Lit) and len(node.text) <= 40):
-            return node
-        return self._rule(hint, node)
-
-    def _report(self, keyword: str, path: str, why: str) -> None:
-        self._vk.append(ValidatorKeyword(keyword, path, why))
-
-    def _note(self, text: str, path: str | None = None) -> None:
-        paths = self._notes.setdefault(text, [])
-        if path is not None and path not in paths:
-            paths.append(path)
-
-    def _base(self, name: str) -> Ref:
-        """A shared base rule, defined on first use."""
-        if self.rules.get(name) is None:
-            self.rules[name] = EMPTY  # placeholder against recursion while building
-            self.rules[name] = self._base_body(name)
-        return Ref(name)
-
-    def _base_body(self, name: str) -> Node:
-        cap, acap = self.string_cap, self.array_cap
-        if name == "char":
-            escape = alt(
-                Cls(cs('"', "\\", "/", "b", "f", "n", "r", "t")),
-                seq(
-                    Lit("u"),
-                    alt(
-                        seq(
-                            Cls(cs(("0", "9"), ("a", "c"), ("A", "C"), "e", "f", "E", "F")),
-                            rep(HEX, 3, 3),
-                        ),
-                        seq(Cls(cs("d", "D")), Cls(cs(("0", "7"))), rep(HEX, 2, 2)),
-                    ),
-                ),
-            )
-            raw = Cls(cs('"', "\\", (0, 0x1F)), negated=True)
-            return alt(raw, seq(Lit("\\"), escape))
-        if name == "string":
-            return seq(Lit('"'), rep(self._base("char"), 0, cap), Lit('"'))
-        if name == "number":
-            return numbers.number_literal()
-        if name == "integer":
-            lo, hi, _ = numbers.capped_range(None, None)
-            return numbers.integer_range(lo, hi)
-        if name == "value":
-            parts = [self._base(n) for n in ("object", "array", "string", "number")]
-            return alt(*parts, Lit("true"), Lit("false"), Lit("null"))
-        if name == "member":
-            return seq(self._base("string"), Lit(":"), self._base("value"))
-        if name in ("object", "array"):
-            item = self._base("member" if name == "object" else "value")
-            open_, close = ("{", "}") if name == "object" else ("[", "]")
-            return seq(Lit(open_), self._list(item, 0, acap), Lit(close))
-        if name in FORMATS:
-            return seq(Lit('"'), format_json_node(name), Lit('"'))
-        raise AssertionError(name)
-
-    @staticmethod
-    def _list(item: Node, lo: int, hi: int) -> Node:
-        """``lo``..``hi`` comma-separated items."""
-        if hi <= 0:
-            return EMPTY
-        body = seq(item, rep(seq(Lit(","), item), max(lo - 1, 0), hi - 1))
-        return body if lo >= 1 else opt(body)
-
-    def _pruned(self) -> dict[str, Node]:
-        """Rule bodies without alternatives that can never finish (unproductive recursion)."""
-        bodies = {k: v for k, v in self.rules.items() if v is not None}
-        if not self._maybe_unproductive:
-            return bodies  # no $ref cycle and no empty class: every rule can finish
-        productive: set[str] = set()
-        memo: dict[int, bool] = {}
-
-        def ok(node: Node) -> bool:
-            if isinstance(node, Lit):
-                return True
-            if isinstance(node, Cls):
-                return bool(node.ranges) or node.negated
-            if isinstance(node, Ref):
-                return node.name in productive
-            known = memo.get(id(node))
-            if known:
-                return True
-            if isinstance(node, Seq):
-                result = all(ok(i) for i in node.items)
-            elif isinstance(node, Alt):
-                result = any(ok(i) for i in node.items)
-            else:
-                result = node.lo == 0 or ok(node.node)  # type: ignore[union-attr]
-            if result:
-                memo[id(node)] = True  # only True is stable while `productive` grows
-            return result
-
-        changed = True
-        while changed:
-            changed = False
-            for name, body in reversed(bodies.items()):  # rules mostly refer to later ones
-                if name not in productive and ok(body):
-                    productive.add(name)
-                    changed = True
-        dropped = sorted(set(bodies) - productive)
-        if dropped:
-            self._note(
-                f"rule(s) {', '.join(dropped)} can never finish (a $ref cycle without a base "
-                "case, or an empty character class): no value can match them, so the grammar "
-                "leaves them out"
-            )
-        final: dict[int, bool] = {}
-
-        def ok_final(node: Node) -> bool:
-            key = id(node)
-            if key not in final:
-                final[key] = ok(node)
-            return final[key]
-
-        def prune(node: Node) -> Node:
-            if isinstance(node, Seq | Alt):
-                items = [prune(i) for i in node.items if isinstance(node, Seq) or ok_final(i)]
-                if len(items) == len(node.items) and all(
-                    a is b for a, b in zip(items, node.items, strict=True)
-                ):
-                    return node
-                if isinstance(node, Alt):
-                    return items[0] if len(items) == 1 else Alt(tuple(items))
-                return Seq(tuple(items))
-            if isinstance(node, Rep):
-                if not ok_final(node.node):
-                    return EMPTY
-                inner = prune(node.node)
-                return node if inner is node.node else Rep(inner, node.lo, node.hi)
-            return node
-
-        return {k: prune(v) for k, v in bodies.items() if k in productive}
-
-    # ------------------------------------------------------------------ schemas
-
-    def _schema(self, s: object, path: str, doc: SchemaDoc, hint: str, depth: int) -> Node:
-        if depth > MAX_DEPTH:
-            raise GrammarError(
-                "the schema is nested too deeply to compile", keyword=None, path=path
-            )
-        if s is True:
-            return self._any(path)
-        if s is False:
-            raise GrammarError(
-                "the schema `false` matches nothing", keyword=None, path=path,
-                hint="remove the branch or property that uses it",
-            )  # fmt: skip
-        s = self._check(s, path)
-        if not self._constraints(s):
-            return self._any(path)
-        if "allOf" in s or ("$ref" in s and self._constraints(s, {"$ref"})):
-            merged, inlined = self._merge_list([s], path, doc)
-            doc.inlining.extend(inlined)
-            try:
-                return self._schema(merged, path, doc, hint, depth + 1)
-            finally:
-                del doc.inlining[len(doc.inlining) - len(inlined) :]
-        if "$ref" in s:
-            return self._ref(s["$ref"], path, doc, depth)
-        if "anyOf" in s or "oneOf" in s:
-            return self._combinators(s, path, doc, hint, depth)
-        if "enum" in s or "const" in s:
-            return self._enum(s, path)
-        return self._typed(s, path, doc, hint, depth)
-
-    def _any(self, path: str) -> Node:
-        self._note(
-            f"free JSON values are bounded: strings <= {self.string_cap} characters, arrays and "
-            f"objects <= {self.array_cap} members, numbers <= {numbers.INT_PART_DIGITS} integer digits",
-            path,
-        )
-        return self._base("value")
-
-    def _object_root(self, schema: object, doc: SchemaDoc) -> object:
-        """The tool-parameter root: the schema intersected with ``{"type": "object"}``."""
-        if schema is True:
-            return {"type": "object"}
-        if schema is False:
-            raise GrammarError("the schema `false` matches nothing", keyword=None, path="$")
-        s = self._check(schema, "$")
-        if "type" in s and "object" not in type_list(s["type"]):
-            raise GrammarError(
-                "tool parameters must be a JSON object schema",
-                keyword="type",
-                path="$",
-                hint='use {"type": "object", "properties": {...}}',
-            )
-        merged, _ = self._merge_list([{"type": "object"}, s], "$", doc)
-        return merged
 
 
 _LARK_REGISTRY_SIZE = 2048  # more than the compile and envelope caches hold together
@@ -517,6 +222,7 @@ def check_schema_depth(schema: object, what: str) -> None:
 def _compile_cached(
     key: str, string_cap: int, name: str, array_cap: int, strict_objects: bool
 ) -> CompiledGrammar:
+    """``compile_schema`` for the schema's JSON text (cached)."""
     try:
         schema = json.loads(key)
     except RecursionError:
