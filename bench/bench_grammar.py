@@ -253,7 +253,7 @@ def bench_llguidance_compile(engine, tools: list, repeats: int = 5) -> dict:
     """llguidance: ``engine.compile`` uncached and cached, and matcher creation, in ms."""
     import llguidance
 
-    from edgeagent.grammar import engine as engine_mod
+    from edgeagent.runtime import engines as engine_mod
 
     env = build_envelope(tools, mode="auto", max_calls=4, answer_cap=1200, string_cap=STRING_CAP)
     uncached, cached, matcher, from_lark = [], [], [], []
@@ -394,7 +394,7 @@ def bench_model(
     caches: tuple[str, ...] = ("warm",),
 ) -> dict:
     """Per-case medians of every method (warm, optionally cold), validity, ratios, profile."""
-    from edgeagent.grammar.engine import LLGuidanceEngine
+    from edgeagent.runtime.engines import LLGuidanceEngine
 
     settings = load_settings(models_dir=models_dir, n_threads=threads)
     path = pull_model(load_catalog().get(model_id), settings)

@@ -7,20 +7,24 @@ from edgeagent.__about__ import __version__
 __all__ = [
     "Agent",
     "AgentResult",
+    "FakeModel",
     "Settings",
     "Tool",
     "ToolCall",
     "ToolResult",
     "__version__",
     "load_settings",
+    "make_agent",
     "propose_calls",
     "tool",
 ]
 
 _LAZY = {
     "Agent": "edgeagent.agent.loop",
-    "AgentResult": "edgeagent.agent.propose",
-    "propose_calls": "edgeagent.agent.loop",
+    "AgentResult": "edgeagent.agent.result",
+    "FakeModel": "edgeagent.testing",
+    "make_agent": "edgeagent.agent.loop",
+    "propose_calls": "edgeagent.agent.propose",
     "Settings": "edgeagent.config",
     "load_settings": "edgeagent.config",
     "Tool": "edgeagent.tools.registry",

@@ -140,8 +140,8 @@ def run(
     """Run one request headless: local model, tools under grammars, validated first."""
     from pathlib import Path
 
-    from edgeagent.agent.loop import Agent
-    from edgeagent.runtime.session import load_local_model
+    from edgeagent.agent.loop import make_agent
+    from edgeagent.runtime.session import load_model
 
     overrides = {
         "model": model,
@@ -150,13 +150,13 @@ def run(
         **_network_overrides(offline),
     }
     settings = _settings(**overrides)
-    local = load_local_model(settings, progress=not as_json)
-    agent = Agent(
+    local = load_model(None, settings, progress=not as_json)
+    agent = make_agent(
         settings,
         model=local,
+        confirm=None if yes else _confirm_on_terminal,
         tools=[] if no_tools else None,
         tools_files=[Path(p) for p in tools_files],
-        confirm=None if yes else _confirm_on_terminal,
         auto_approve=yes,
     )
     try:

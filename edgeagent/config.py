@@ -101,6 +101,11 @@ class Settings:
     def config_path(self) -> Path:
         return self.home / "config.toml"
 
+    @property
+    def network_allowed(self) -> bool:
+        """Whether anything may use the network (``allow_network`` and not ``offline``)."""
+        return bool(self.allow_network) and not self.offline
+
     def replace(self, **changes) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)

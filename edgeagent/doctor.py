@@ -465,8 +465,7 @@ def redact_url(url: str) -> str:
 
 def check_network(settings: Settings) -> Check:
     """Network policy and remote endpoint; never prints the API key."""
-    offline = bool(getattr(settings, "offline", False))
-    allowed = settings.allow_network and not offline
+    allowed = settings.network_allowed
     url = settings.remote_url
     key = "set" if settings.remote_api_key else "not set"
     detail = (

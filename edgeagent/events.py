@@ -1,11 +1,51 @@
-"""Typed events from the agent to whoever asked (TUI widgets, the CLI printer, tests)."""
+"""Typed events: the agent loop's only output.
+
+Whoever asked consumes them: the store's recorder (``store.recorder``) writes the history from
+them, the app draws them, the CLI and tests read them. Each event is complete on its own; the
+last one of a request, ``TurnDone``, carries the whole ``AgentResult``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
+
+if TYPE_CHECKING:
+    from edgeagent.agent.result import AgentResult
+
+
+@dataclass(frozen=True)
+class ConversationStarted:
+    """A new conversation begins (its first request follows)."""
+
+    conversation_id: str
+    model: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class RequestStarted:
+    """The user asked something; everything until ``TurnDone`` belongs to ``request_id``."""
+
+    request_id: str
+    conversation_id: str
+    prompt: str
+    model: str
+
+
+@dataclass(frozen=True)
+class MessageAdded:
+    """A turn joined the conversation (user, assistant, or a tool result as data)."""
+
+    request_id: str
+    conversation_id: str
+    role: str
+    content: str
+    name: str | None = None
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -26,12 +66,25 @@ class CallProposed:
 
 @dataclass(frozen=True)
 class CallValidated:
-    """A call passed or failed validation; ``error`` says why it failed."""
+    """A call passed or failed validation; ``stage`` (tool, schema or semantic) and ``error``
+    say where and why it failed."""
 
     request_id: str
     call: ToolCall
     valid: bool
     error: str | None = None
+    schema_valid: bool = True
+    semantic_valid: bool = True
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class CallsChosen:
+    """The calls this step goes on with after routing (the local model's, or the remote's
+    screened ones), each with its validation; they are recorded before any of them runs."""
+
+    request_id: str
+    checks: tuple[CallValidated, ...]
 
 
 @dataclass(frozen=True)
@@ -62,15 +115,29 @@ class Notice:
 
 @dataclass(frozen=True)
 class TurnDone:
-    """The request finished: the answer and everything measured about it."""
+    """The request ended (``result.status`` done or failed): the answer and everything
+    measured about it (route, confidence, latency, energy, notices) in ``result``."""
 
     request_id: str
     answer: str
     calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    result: AgentResult | None = None
 
 
-Event = TokenDelta | CallProposed | CallValidated | RouteChosen | CallExecuted | Notice | TurnDone
+Event = (
+    ConversationStarted
+    | RequestStarted
+    | MessageAdded
+    | TokenDelta
+    | CallProposed
+    | CallValidated
+    | CallsChosen
+    | RouteChosen
+    | CallExecuted
+    | Notice
+    | TurnDone
+)
 EventSink = Callable[[Event], None]
 
 

@@ -21,15 +21,23 @@ def new_id() -> str:
 
 @dataclass
 class Message:
-    """One chat message; tool results carry the call id and tool name they answer."""
+    """One chat message; tool results carry the call id and tool name they answer.
+
+    ``hidden`` keeps it from the remote model (local-only data, or words written after seeing
+    it); ``remote_content``, when set, is what the remote is sent instead of ``content``.
+    """
 
     role: Role
     content: str
     name: str | None = None
     call_id: str | None = None
+    hidden: bool = False
+    remote_content: str | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The chat fields that are set (role, content, and name / call id for tool results)."""
+        chat = {"role": self.role, "content": self.content, "name": self.name}
+        return {k: v for k, v in {**chat, "call_id": self.call_id}.items() if v is not None}
 
 
 @dataclass

@@ -1,8 +1,12 @@
 """The agent loop: propose -> route -> execute -> feed results back, until an answer.
 
 Tool results go back to the model inside delimited ``<tool_result>`` blocks as data. The loop ends
-when the model answers, when no valid call can be made, or at ``settings.max_steps``. Everything
-is emitted as typed events and written to the store as it happens.
+when the model answers, when no valid call can be made, or at ``settings.max_steps``. Its only
+output is typed events (``edgeagent.events``): the store's recorder writes the history from them,
+the app and the CLI show them; ``TurnDone`` carries the whole ``AgentResult``.
+
+An agent session is built once (``make_agent``) and driven through its methods: ``run`` one
+request, ``new_conversation``, ``set_network``. The model is any ``runtime.model.Model``.
 
 The remote boundary (``agent.router``): the remote is sent ``remote_messages`` (no local-only
 tool, no history entry marked hidden) and its calls pass ``screen_remote_calls`` before anything
@@ -19,26 +23,31 @@ from pathlib import Path
 
 from edgeagent.agent.prompt import calls_text, tool_result_message
 from edgeagent.agent.propose import (
-    AgentResult,
     LocalProposer,
     Proposal,
-    as_chat_dicts,
     build_tool_registry,
+    propose_calls,
 )
+from edgeagent.agent.result import AgentResult
 from edgeagent.config import Settings, load_settings
 from edgeagent.errors import EdgeAgentError
 from edgeagent.events import (
     CallExecuted,
     CallProposed,
+    CallsChosen,
     CallValidated,
+    ConversationStarted,
+    Event,
     EventSink,
+    MessageAdded,
     Notice,
+    RequestStarted,
     RouteChosen,
     TokenDelta,
     TurnDone,
     ignore,
 )
-from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage, new_id
+from edgeagent.types import Message, ToolCall, new_id
 
 Confirm = Callable[[ToolCall, object], bool]
 
@@ -60,86 +69,149 @@ class Agent:
         engine: str = "llguidance",
         remote_client=None,
     ) -> None:
-        from edgeagent.tools.context import ToolContext
-        from edgeagent.tools.executor import Executor
-        from edgeagent.tools.policy import Policy
+        from edgeagent.runtime.session import load_model
 
         self.settings = settings or load_settings()
-        self.model = self._model(model)
+        self.model = load_model(model, self.settings)
         if store is True:
             from edgeagent.store import Store
 
             store = Store(self.settings.db_path, secrets=self._secrets())
         self.store = store or None
-        self.context = ToolContext(
-            settings=self.settings,
-            allowed_roots=self.settings.allowed_roots,
-            allow_network=self.settings.allow_network and not self.settings.offline,
-            store=self.store,
-        )
-        self.registry = build_tool_registry(tools, self.context, tools_files)
-        self.proposer = LocalProposer(self.model, self.registry, self.settings, engine)
-        policy = Policy(
-            auto_approve=auto_approve,
-            allow_network=self.context.allow_network,
-            timeout_s=self.settings.tool_timeout_s,
-            output_cap=self.settings.tool_output_cap,
-        )
-        self.executor = Executor(self.registry, policy, self.context, confirm)
+        self._recorder: EventSink = ignore
+        if self.store is not None:
+            from edgeagent.store.recorder import StoreRecorder
+
+            self._recorder = StoreRecorder(self.store)
         self.on_event: EventSink = on_event or ignore
         self.remote_client = remote_client
-        self.history: list[dict] = []
+        self._tools = None if tools is None else list(tools)
+        self._tools_files = tuple(tools_files)
+        self._confirm = confirm
+        self._auto_approve = auto_approve
+        self._use_settings(self.settings)
+        self.proposer = LocalProposer(self.model, self.registry, self.settings, engine)
+        self.history: list[Message] = []
         self._hold_local = False
         # per request: value-tool facts, successful outputs and failures, for the final answer
         self._groundings: list = []
         self._request_started = time.perf_counter()
+        self._request_id = ""
         self._built_prefix_tokens = 0
         self._outputs: list[tuple[str, str]] = []
         self._sources: list[tuple[str, str]] = []
         self._failures: list[tuple[str, str]] = []
         self._warmed = False
         self.prefix_source = "none"
-        self.conversation_id = (
-            self.store.start_conversation("", self.model.path.name) if self.store else new_id()
+        self.conversation_id = new_id()
+        self._conversation_open = False  # its ConversationStarted goes out with the first request
+
+    def _use_settings(self, settings: Settings) -> None:
+        """Build what depends on the settings' network switch: tool context, tools, policy,
+        executor and router (the model, the proposer's engine and the history stay)."""
+        from edgeagent.agent.router import Router
+        from edgeagent.tools.context import ToolContext
+        from edgeagent.tools.executor import Executor
+        from edgeagent.tools.policy import Policy
+
+        self.settings = settings
+        self.context = ToolContext(
+            settings=settings,
+            allowed_roots=settings.allowed_roots,
+            allow_network=settings.network_allowed,
+            store=self.store,
         )
+        self.registry = build_tool_registry(self._tools, self.context, self._tools_files)
+        policy = Policy(
+            auto_approve=self._auto_approve,
+            allow_network=self.context.allow_network,
+            timeout_s=settings.tool_timeout_s,
+            output_cap=settings.tool_output_cap,
+        )
+        self.executor = Executor(self.registry, policy, self.context, self._confirm)
+        old = getattr(self, "router", None)
+        if old is not None:
+            old.close()
+        self.router = Router(settings, self.remote_client)
+        proposer = getattr(self, "proposer", None)
+        if proposer is not None:
+            proposer.settings, proposer.registry = settings, self.registry
 
     def _secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.settings.remote_api_key,) if s)
 
-    def _model(self, model):
-        from edgeagent.runtime.local import LocalModel
+    def _emit(self, event: Event) -> None:
+        """The loop's only output: the store's recorder first, then the caller's sink."""
+        self._recorder(event)
+        self.on_event(event)
 
-        if isinstance(model, LocalModel):
-            return model
-        settings = self.settings if model is None else self.settings.replace(model=str(model))
-        from edgeagent.runtime.session import load_local_model
+    # ---- the session ---------------------------------------------------------------------
 
-        return load_local_model(settings)
+    @property
+    def model_name(self) -> str:
+        """The model's name as shown and stored (its file name for a GGUF)."""
+        return self.model.path.name
+
+    def model_warnings(self) -> list[str]:
+        """What the user should know about the model (e.g. a base, not instruct, model)."""
+        from edgeagent.runtime.session import base_model_warning
+
+        path = self.model.path
+        warning = base_model_warning(path) if path.is_file() else None
+        return [warning] if warning else []
+
+    def stats(self) -> dict | None:
+        """The history's production metrics (``metrics.stats``), None without a store or if
+        they cannot be read."""
+        if self.store is None:
+            return None
+        import logging
+
+        from edgeagent.metrics.stats import compute_stats
+
+        try:
+            return compute_stats(self.store)
+        except EdgeAgentError as exc:
+            logging.getLogger("edgeagent.agent").warning("stats unavailable: %s", exc)
+            return None
+
+    def new_conversation(self) -> str:
+        """Forget the working history and start a new conversation; returns its id."""
+        self.history = []
+        self.conversation_id = new_id()
+        self._conversation_open = False
+        return self.conversation_id
+
+    def set_network(self, on: bool) -> None:
+        """Allow or forbid the network (remote model, network tools) from the next request on.
+
+        Turning it on also clears ``offline``. Only the tool context, the tools built on it,
+        the policy and the router are rebuilt: the model, the history and the conversation stay.
+        """
+        changes: dict = {"allow_network": bool(on)}
+        if on:
+            changes["offline"] = False
+        self._use_settings(self.settings.replace(**changes))
 
     # ---- routing -------------------------------------------------------------------------
 
     def _route(self, request_id: str, proposal: Proposal):
-        """Decide local vs remote; when remote, ask it and screen what it proposes."""
-        from edgeagent.agent.router import decide_route
+        """Decide local vs remote (``Router``); when remote, screen what the remote proposes."""
+        from edgeagent.agent.router import remote_messages, screen_remote_calls
 
-        decision = decide_route(proposal.confidence, valid=proposal.valid, settings=self.settings)
-        if decision.route != "remote":
-            self.on_event(RouteChosen(request_id, decision))
-            return decision, proposal, None
-        from edgeagent.agent.router import escalate, remote_messages, screen_remote_calls
-        from edgeagent.runtime.remote import RemoteClient
-
-        messages = remote_messages(self.history, self.registry)
-        client = self.remote_client or RemoteClient(self.settings)
-        try:
-            outcome = escalate(client, messages, self.registry, proposal.calls, decision)
-        finally:
-            if client is not self.remote_client:
-                client.close()
-        self.on_event(RouteChosen(request_id, outcome.decision))
+        outcome = self.router.route(
+            lambda: remote_messages(self.history, self.registry),
+            self.registry,
+            proposal.calls,
+            proposal.confidence,
+            valid=proposal.valid,
+        )
+        self._emit(RouteChosen(request_id, outcome.decision))
+        if outcome.route == "local":
+            return outcome.decision, proposal, None
         if outcome.decision.route != "remote":
             notice = outcome.notice or "the remote model failed; the local result is used"
-            self.on_event(Notice(request_id, notice, "warning"))
+            self._emit(Notice(request_id, notice, "warning"))
             return outcome.decision, proposal, notice
         calls = list(outcome.calls)  # each with route="remote"
         validations = screen_remote_calls(calls, self.registry, self.context)
@@ -161,29 +233,36 @@ class Agent:
         from edgeagent.metrics.energy import select_energy_meter
 
         started = time.perf_counter()
-        request_id = (
-            self.store.start_request(self.conversation_id, prompt, self.model.path.name)
-            if self.store
-            else new_id()
+        name = self.model_name
+        if not self._conversation_open:
+            self._emit(ConversationStarted(self.conversation_id, name))
+            self._conversation_open = True
+        request_id = self._request_id = new_id()
+        self._emit(RequestStarted(request_id, self.conversation_id, prompt, name))
+        result = AgentResult(
+            request_id,
+            "",
+            model=name,
+            conversation_id=self.conversation_id,
+            engine=self.proposer.engine_name,
+            confidence_threshold=self.settings.confidence_threshold,
         )
-        result = AgentResult(request_id, "", model=self.model.path.name)
         meter = select_energy_meter(self.settings)
         meter.start()
         self._request_started = started
         self._warm_prefix(request_id, result)
         self._hold_local = False  # set once a local-only tool has run in this request
         self._append("user", prompt)
-        status, error = "done", None
         try:
             self._steps(request_id, result)
         except EdgeAgentError as exc:
-            status, error = "failed", str(exc)
+            result.status, result.error = "failed", str(exc)
             if not result.answer:
                 result.answer, result.answer_by = f"error: {exc}", "runtime"
             result.notices.append(str(exc))
             raise
         except BaseException as exc:  # a bug or Ctrl-C: the request did not finish
-            status, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
             raise
         finally:
             energy = meter.stop()
@@ -191,8 +270,7 @@ class Agent:
             result.energy_estimated = energy.estimated
             # the user's time in confirmation prompts is theirs, not the request's latency
             result.latency_s = max(0.0, time.perf_counter() - started - result.wait_s)
-            self._finish(result, status, error)
-        self.on_event(TurnDone(request_id, result.answer, result.calls, result.usage))
+            self._emit(TurnDone(request_id, result.answer, result.calls, result.usage, result))
         return result
 
     def _warm_prefix(self, request_id: str, result: AgentResult) -> None:
@@ -205,10 +283,11 @@ class Agent:
             self.prefix_source = warm.source
             # built now, in this request: those prompt tokens were computed, not reused
             self._built_prefix_tokens = warm.prefix_tokens if warm.source == "cold" else 0
-        except Exception as exc:  # noqa: BLE001 - a cache problem must not fail the request
+        except (OSError, EdgeAgentError) as exc:  # a disk or cache problem is not fatal
+            self.prefix_source = "unavailable"
             notice = f"prefix cache unavailable ({type(exc).__name__}: {exc}); continuing cold"
             result.notices.append(notice)
-            self.on_event(Notice(request_id, notice, "warning"))
+            self._emit(Notice(request_id, notice, "warning"))
 
     def _steps(self, request_id: str, result: AgentResult) -> None:
         mode, succeeded, failed = "auto", set(), set()
@@ -221,7 +300,7 @@ class Agent:
                 self.history,
                 mode=mode,
                 context=self.context,
-                on_text=lambda text: self.on_event(TokenDelta(request_id, text)),
+                on_text=lambda text: self._emit(TokenDelta(request_id, text)),
                 first_step=step == 1,
                 exclude=self._used_tools,
             )
@@ -244,14 +323,14 @@ class Agent:
                     "to fit the model's context"
                 )
                 result.notices.append(notice)
-                self.on_event(Notice(request_id, notice))
+                self._emit(Notice(request_id, notice))
             if proposal.duplicates_dropped:
                 notice = f"dropped {proposal.duplicates_dropped} repeated identical call(s)"
                 result.notices.append(notice)
-                self.on_event(Notice(request_id, notice))
+                self._emit(Notice(request_id, notice))
             for call, validation in zip(proposal.calls, proposal.validations, strict=True):
-                self.on_event(CallProposed(request_id, call))
-                self.on_event(CallValidated(request_id, call, validation.valid, validation.error))
+                self._emit(CallProposed(request_id, call))
+                self._emit(_checked(request_id, call, validation))
             decision, proposal, notice = self._route(request_id, proposal)
             result.route = decision
             if notice:
@@ -276,7 +355,7 @@ class Agent:
                     # no valid call even after the repair turn: answer in plain text instead
                     notice = f"no valid tool call ({reason}); answering without tools"
                     result.notices.append(notice)
-                    self.on_event(Notice(request_id, notice))
+                    self._emit(Notice(request_id, notice))
                     mode = "none"
                     continue
                 result.answer = f"I could not make a valid tool call: {reason}"
@@ -289,10 +368,10 @@ class Agent:
                 # retried as is; the model answers from what it has
                 for call in valid:
                     call.status, call.error = "skipped", "already tried with these arguments"
-                self.on_event(Notice(request_id, "repeated call not run; asking for the answer"))
+                self._emit(Notice(request_id, "repeated call not run; asking for the answer"))
                 mode = "none"
                 continue
-            results = self.executor.run_many(fresh)
+            results = self.executor.run_many(fresh, validated=True)
             self._feed_back(request_id, proposal, fresh, results, result)
             for call, res in zip(fresh, results, strict=True):
                 (succeeded if res.ok else failed).add(_signature(call))
@@ -311,12 +390,10 @@ class Agent:
         Calls to local-only tools and their results are marked hidden from the remote; a call
         entry mixing both kinds is sent to the remote with the remote-visible calls only.
         """
-        from edgeagent.agent.router import REMOTE_CONTENT_KEY
-
         local = {c.id for c in calls if self.registry.get(c.name).local_only}
         visible = [c for c in calls if c.id not in local]
         call_text = _calls_text(calls)
-        extra = {REMOTE_CONTENT_KEY: _calls_text(visible)} if local and visible else {}
+        extra = {"remote_content": _calls_text(visible)} if local and visible else {}
         self._append("assistant", call_text, hide=bool(local) and not visible, **extra)
         for call, res in zip(calls, results, strict=True):
             call.status = res.status
@@ -333,9 +410,7 @@ class Agent:
                     self._sources.append((label, res.output))
             elif res.status in ("declined", "error", "timeout", "not_executed"):
                 self._failures.append((call.name, res.error or res.status))
-            self.on_event(CallExecuted(request_id, call, res))
-            if self.store:
-                self.store.update_tool_call(call.id, res)
+            self._emit(CallExecuted(request_id, call, res))
             body = res.output if res.ok else (res.error or res.status)
             message = tool_result_message(call.name, call.id, body, res.ok)
             self._append("tool", message, hide=call.id in local, name=call.name, call_id=call.id)
@@ -386,7 +461,7 @@ class Agent:
             text = f"{text}\n\n{not_done_lines(self._failures)}"
         for notice in (*cleaned.notices, *grounded.notices):
             result.notices.append(notice)
-            self.on_event(Notice(request_id, notice, "warning"))
+            self._emit(Notice(request_id, notice, "warning"))
         return text
 
     @staticmethod
@@ -402,69 +477,77 @@ class Agent:
     # ---- history -------------------------------------------------------------------------
 
     def _append(self, role: str, content: str, hide: bool | None = False, **extra) -> None:
-        """Add a turn to the history and the store.
+        """Add a turn to the history (and, as an event, to the conversation's record).
 
         ``hide=True`` keeps it from the remote; ``False`` hides it only if a local-only tool
         already ran in this request (the local model has seen that data); ``None`` never hides
-        (the remote's own words). ``remote_content`` in ``extra`` is what the remote sees.
+        (the remote's own words). ``remote_content`` in ``extra`` is what the remote sees; ``name``
+        and ``call_id`` mark a tool result.
         """
-        from edgeagent.agent.router import HIDE_KEY, REMOTE_CONTENT_KEY
-
-        entry: dict = {"role": role, "content": content}
-        if hide or (hide is False and self._hold_local):
-            entry[HIDE_KEY] = True
-        elif REMOTE_CONTENT_KEY in extra:
-            entry[REMOTE_CONTENT_KEY] = extra[REMOTE_CONTENT_KEY]
-        extra.pop(REMOTE_CONTENT_KEY, None)
-        self.history.append(entry)
-        self._log_message(role, content, **extra)
-
-    def _log_message(self, role: str, content: str, **extra) -> None:
-        if self.store:
-            self.store.add_message(self.conversation_id, role, content, **extra)
-
-    def _record_calls(self, request_id: str, proposal: Proposal) -> None:
-        if not self.store:
-            return
-        for call, validation in zip(proposal.calls, proposal.validations, strict=True):
-            self.store.add_tool_call(
-                request_id,
-                call,
-                schema_valid=validation.schema_valid,
-                semantic_valid=validation.semantic_valid,
-                validation_error=validation.error,
+        hidden = bool(hide or (hide is False and self._hold_local))
+        message = Message(
+            role,  # type: ignore[arg-type]
+            content,
+            name=extra.get("name"),
+            call_id=extra.get("call_id"),
+            hidden=hidden,
+            remote_content=None if hidden else extra.get("remote_content"),
+        )
+        self.history.append(message)
+        self._emit(
+            MessageAdded(
+                self._request_id,
+                self.conversation_id,
+                role,
+                content,
+                message.name,
+                message.call_id,
             )
-
-    def _finish(self, result: AgentResult, status: str, error: str | None) -> None:
-        if not self.store:
-            return
-        usage: Usage = result.usage
-        decision: RouteDecision | None = result.route
-        self.store.finish_request(
-            result.request_id,
-            status=status,
-            answer=result.answer,
-            route=decision.route if decision else "local",
-            route_reason=decision.reason if decision else "",
-            confidence=result.confidence,
-            confidence_threshold=self.settings.confidence_threshold,
-            latency_s=result.latency_s,
-            ttft_s=usage.ttft_s,
-            prompt_tokens=usage.prompt_tokens,
-            cached_prompt_tokens=usage.cached_prompt_tokens,
-            output_tokens=usage.output_tokens,
-            energy_j=result.energy_j,
-            energy_source=result.energy_source,
-            energy_estimated=result.energy_estimated,
-            engine=self.proposer.engine_name,
-            error=error,
-            answer_by=result.answer_by,
         )
 
+    def _record_calls(self, request_id: str, proposal: Proposal) -> None:
+        checks = tuple(
+            _checked(request_id, call, validation)
+            for call, validation in zip(proposal.calls, proposal.validations, strict=True)
+        )
+        self._emit(CallsChosen(request_id, checks))
+
     def close(self) -> None:
-        """Close the store (the model stays loaded for whoever passed it in)."""
+        """Close the router's client and the store (the model stays loaded for its owner)."""
+        self.router.close()
         if self.store:
             self.store.close()
+
+
+def make_agent(
+    settings: Settings | None = None,
+    *,
+    model=None,
+    confirm: Confirm | None = None,
+    on_event: EventSink | None = None,
+    **options,
+) -> Agent:
+    """The one way the CLI, the app and the benchmarks build an agent session.
+
+    ``model`` is a loaded ``Model``, a catalog id or a GGUF path (None: ``settings.model``);
+    ``confirm`` answers side-effecting calls; ``on_event`` receives every event. ``options``
+    are ``Agent``'s other keywords (tools, tools_files, auto_approve, store, engine,
+    remote_client).
+    """
+    return Agent(settings, model=model, confirm=confirm, on_event=on_event, **options)
+
+
+def _checked(request_id: str, call: ToolCall, validation) -> CallValidated:
+    """The validation of ``call`` as an event."""
+    return CallValidated(
+        request_id,
+        call,
+        validation.valid,
+        validation.error,
+        schema_valid=validation.schema_valid,
+        semantic_valid=validation.semantic_valid,
+        stage=validation.stage,
+    )
 
 
 def _signature(call: ToolCall) -> str:
@@ -477,37 +560,4 @@ def _calls_text(calls: Sequence[ToolCall]) -> str:
     return calls_text([(c.name, c.arguments) for c in calls])
 
 
-def propose_calls(
-    messages: Sequence,
-    tools: Iterable,
-    *,
-    model=None,
-    settings: Settings | None = None,
-    tool_choice: str = "auto",
-) -> list[ToolCall]:
-    """The validated calls the local model proposes for ``messages`` (nothing is executed).
-
-    ``tools`` may mix typed functions, pydantic models, Tools and OpenAI-format dicts;
-    ``model`` is a catalog id, a GGUF path or a loaded ``LocalModel``. Invalid proposals come
-    back with ``status="invalid"`` and their error; an answer instead of calls gives ``[]``.
-    """
-    from edgeagent.runtime.local import LocalModel
-    from edgeagent.runtime.session import cached_local_model
-
-    settings = settings or load_settings()
-    if not isinstance(model, LocalModel):
-        model = cached_local_model(
-            settings if model is None else settings.replace(model=str(model))
-        )
-    registry = build_tool_registry(list(tools), None)
-    # the caller's system messages join ours (after the instructions, before the tools): one
-    # system turn, as every chat template expects
-    turns = as_chat_dicts(messages)
-    system = [t["content"].strip() for t in turns if t["role"] == "system"]
-    extra = "\n".join(text for text in system if text) or None
-    proposer = LocalProposer(model, registry, settings, system_extra=extra)
-    proposal = proposer.propose([t for t in turns if t["role"] != "system"], mode=tool_choice)
-    return proposal.calls
-
-
-__all__ = ["Agent", "AgentResult", "ToolResult", "propose_calls"]
+__all__ = ["Agent", "AgentResult", "make_agent", "propose_calls"]

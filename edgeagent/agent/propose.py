@@ -14,11 +14,10 @@ from pathlib import Path
 from edgeagent.agent.confidence import answer_confidence, call_confidences
 from edgeagent.agent.prompt import repair_message, system_prompt
 from edgeagent.agent.validate import Validation, validate_call
-from edgeagent.config import Settings
+from edgeagent.config import Settings, load_settings
 from edgeagent.errors import EnvelopeParseError
-from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
-
-MAX_PARALLEL_CALLS = 4
+from edgeagent.grammar.envelope import MAX_CALLS
+from edgeagent.types import ToolCall, Usage
 
 
 @dataclass
@@ -42,71 +41,6 @@ class Proposal:
     @property
     def valid(self) -> bool:
         return self.error is None and all(v.valid for v in self.validations)
-
-
-@dataclass
-class AgentResult:
-    """Everything about one request; ``to_dict`` is what `edgeagent run --json` prints."""
-
-    request_id: str
-    answer: str
-    calls: list[ToolCall] = field(default_factory=list)
-    results: list[ToolResult] = field(default_factory=list)
-    route: RouteDecision | None = None
-    confidence: float | None = None
-    latency_s: float = 0.0
-    energy_j: float = 0.0
-    energy_source: str = "estimate"
-    energy_estimated: bool = True
-    usage: Usage = field(default_factory=Usage)
-    notices: list[str] = field(default_factory=list)
-    model: str = ""
-    steps: int = 0
-    finish_reason: str = ""  # how the answer's decode ended: stop, length, timeout, ...
-    wait_s: float = 0.0  # time spent waiting for the user's confirmations (not in latency_s)
-    answer_by: str = "model"  # who wrote the answer: model | remote | runtime (results shown)
-
-    def to_dict(self) -> dict:
-        by_call = {r.call_id: r for r in self.results}
-        calls = []
-        for call in self.calls:
-            result = by_call.get(call.id)
-            calls.append(
-                {
-                    "id": call.id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "status": result.status if result else call.status,
-                    "result": (result.output if result and result.ok else None),
-                    "error": (result.error if result else call.error),
-                    "confidence": call.confidence,
-                    "confidence_parts": call.confidence_parts,
-                    "route": call.route,
-                    "repaired": call.repaired,
-                }
-            )
-        return {
-            "request_id": self.request_id,
-            "answer": self.answer,
-            "calls": calls,
-            "route": self.route.route if self.route else "local",
-            "route_reason": self.route.reason if self.route else "",
-            "confidence": self.confidence,
-            "latency_s": round(self.latency_s, 4),
-            "ttft_s": round(self.usage.ttft_s, 4),
-            "prompt_tokens": self.usage.prompt_tokens,
-            "cached_prompt_tokens": self.usage.cached_prompt_tokens,
-            "output_tokens": self.usage.output_tokens,
-            "energy_j": round(self.energy_j, 4),
-            "energy_source": self.energy_source,
-            "energy_estimated": self.energy_estimated,
-            "model": self.model,
-            "steps": self.steps,
-            "finish_reason": self.finish_reason,
-            "wait_s": round(self.wait_s, 4),
-            "answer_by": self.answer_by,
-            "notices": self.notices,
-        }
 
 
 def _usage_of(generation) -> Usage:
@@ -142,17 +76,14 @@ class LocalProposer:
         engine: str = "llguidance",
         system_extra: str | None = None,
     ) -> None:
-        from edgeagent.grammar.engine import make_engine
-
         self.model = model
         self.registry = registry
         self.settings = settings
-        self.engine = make_engine(model.llama, model.fingerprint, engine) if len(registry) else None
+        self.engine = model.grammar_engine(engine) if len(registry) else None
         self.engine_name = self.engine.info.name if self.engine else "none"
         self.system = system_prompt(
             list(registry), system_extra, settings.tool_rendering, settings.exemplars
         )
-        self.prefix_cache = None
         self.request_text = ""  # the user's last message, for the degenerate-value check
         self.matches: list = []  # the tools the last request matched (agent.retrieval)
         self.context = None  # the ToolContext of the current proposal (its allowed roots)
@@ -160,14 +91,9 @@ class LocalProposer:
 
     def warm_prefix(self):
         """Evaluate (or restore from disk) the system prompt's KV state; returns WarmResult."""
-        from edgeagent.runtime.prefix_cache import PrefixCache, stable_prefix_text
+        return self.model.warm_prefix(self.system, self.settings.home / "kv-cache")
 
-        if self.prefix_cache is None:
-            self.prefix_cache = PrefixCache(self.settings.home / "kv-cache")
-        prefix = stable_prefix_text(self.model, self.system)
-        return self.prefix_cache.warm(self.model, prefix)
-
-    def envelope(self, mode: str, max_calls: int = MAX_PARALLEL_CALLS, view=None):
+    def envelope(self, mode: str, max_calls: int = MAX_CALLS, view=None):
         """The tool-choice grammar over the registry, or over the tools in ``view`` only."""
         from edgeagent.grammar.envelope import build_envelope
 
@@ -293,12 +219,10 @@ class LocalProposer:
         messages: list[dict],
         mode: str,
         on_text,
-        max_calls: int = MAX_PARALLEL_CALLS,
+        max_calls: int = MAX_CALLS,
         view=None,
         call_prior: bool = True,
     ) -> tuple:
-        from edgeagent.grammar.engine import constrain
-
         prompt = self.model.render(messages)
         if self.engine is None or mode == "free":
             gen = self.model.generate(
@@ -309,7 +233,7 @@ class LocalProposer:
                 **self._bounds(),
             )
             return gen, "none"
-        constraint, info = constrain(self.engine, self.envelope(mode, max_calls, view).gbnf)
+        constraint, info = self.engine.constrain(self.envelope(mode, max_calls, view).gbnf)
         bias = None
         if mode in ("auto", "required") and self.settings.call_bias and call_prior:
             # auto: the prior for calling at all; required: for one call (``{``) over a list
@@ -391,7 +315,7 @@ class LocalProposer:
             {"role": "user", "content": repair_message(error)},
         ]
         # the repair asks for the calls again, no more of them than the first output had
-        max_calls = min(MAX_PARALLEL_CALLS, max(1, len(proposal.calls)))
+        max_calls = min(MAX_CALLS, max(1, len(proposal.calls)))
         gen2, engine = self._decode(repair, repair_mode, None, max_calls)
         usage.add(_usage_of(gen2))
         repaired = self._read(gen2, usage, engine, context, repaired=True)
@@ -461,3 +385,32 @@ def build_tool_registry(tools: Iterable | None, context, tools_files: Sequence =
     from edgeagent.tools.builtin import make_builtin_tools
 
     return build_registry(make_builtin_tools(context), tools_files=tools_files)
+
+
+def propose_calls(
+    messages: Sequence,
+    tools: Iterable,
+    *,
+    model=None,
+    settings: Settings | None = None,
+    tool_choice: str = "auto",
+) -> list[ToolCall]:
+    """The validated calls the local model proposes for ``messages`` (nothing is executed).
+
+    ``tools`` may mix typed functions, pydantic models, Tools and OpenAI-format dicts;
+    ``model`` is a catalog id, a GGUF path or a loaded ``Model``. Invalid proposals come back
+    with ``status="invalid"`` and their error; an answer instead of calls gives ``[]``.
+    """
+    from edgeagent.runtime.session import load_model
+
+    settings = settings or load_settings()
+    model = load_model(model, settings, cached=True)
+    registry = build_tool_registry(list(tools), None)
+    # the caller's system messages join ours (after the instructions, before the tools): one
+    # system turn, as every chat template expects
+    turns = as_chat_dicts(messages)
+    system = [t["content"].strip() for t in turns if t["role"] == "system"]
+    extra = "\n".join(text for text in system if text) or None
+    proposer = LocalProposer(model, registry, settings, system_extra=extra)
+    proposal = proposer.propose([t for t in turns if t["role"] != "system"], mode=tool_choice)
+    return proposal.calls

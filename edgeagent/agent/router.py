@@ -4,8 +4,9 @@ Offline by default. ``decide_route`` is a pure function of the score, the valida
 and the settings: with the network off or no remote configured the route is always local.
 ``escalate`` asks the remote (only the tools that are not ``local_only``) and, when the remote
 fails, keeps the local calls with route ``"local_fallback"`` and a notice for the user.
-``route_request`` does both and creates a ``RemoteClient`` only when the route is remote, so
-with the network off no client and no socket ever exist.
+``Router`` does both for a session and creates its ``RemoteClient`` only when a route is first
+remote, so with the network off no client and no socket ever exist; ``route_request`` is one
+routing through a Router.
 
 This module is also the trust boundary for what crosses to and from the remote:
 ``remote_messages`` is everything the remote is sent (a system prompt naming only the tools that
@@ -18,7 +19,7 @@ arguments) are rejected by name first and never reach validation, so never get d
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 ToolsArg = ToolRegistry | Iterable[Any]
 
-# History entries (dicts) the loop marks: HIDE_KEY=True is never sent to the remote;
+# The loop's history is ``types.Message`` (``hidden``, ``remote_content``); callers passing
+# plain dicts mark them with these keys: HIDE_KEY=True is never sent to the remote;
 # REMOTE_CONTENT_KEY replaces the content that is sent (e.g. only the remote-visible calls).
 HIDE_KEY = "local_only"
 REMOTE_CONTENT_KEY = "remote_content"
@@ -56,11 +58,6 @@ class EscalationOutcome:
     notice: str | None = None
     reply: RemoteReply | None = None
     error: dict | None = None
-
-
-def network_allowed(settings: Settings) -> bool:
-    """Whether the settings allow any network use."""
-    return bool(settings.allow_network) and not settings.offline
 
 
 def _fmt(score: float | None) -> str:
@@ -86,7 +83,7 @@ def decide_route(score: float | None, *, valid: bool, settings: Settings) -> Rou
         why = f"local result invalid (confidence {_fmt(score)}, threshold {threshold:.2f})"
     else:
         why = f"confidence {_fmt(score)} < threshold {threshold:.2f}"
-    if not network_allowed(settings):
+    if not settings.network_allowed:
         return RouteDecision("local", score, threshold, f"network off ({why})")
     if not (settings.remote_url or "").strip():
         suffix = "" if confident else "; set EDGEAGENT_REMOTE_URL to escalate"
@@ -162,14 +159,14 @@ def screen_remote_calls(
 ) -> list[Validation]:
     """The trust boundary for remote calls: reject by name first, then validate the rest.
 
-    At most ``MAX_PARALLEL_CALLS`` calls of one reply are considered (the local model's bound);
+    At most ``MAX_CALLS`` calls of one reply are considered (the local model's bound);
     the rest are rejected, so a reply of 3,000 writes never asks 3,000 times.
 
     A rejected call stays ``status="invalid"`` with its error and is never passed to
     ``validate_call`` (so empty arguments are never completed with the tool's defaults).
     Returns one Validation per call, in order.
     """
-    from edgeagent.agent.propose import MAX_PARALLEL_CALLS
+    from edgeagent.grammar.envelope import MAX_CALLS
 
     tools = list(registry)
     offered = {t.name for t in tools if not t.local_only}
@@ -177,10 +174,10 @@ def screen_remote_calls(
     for index, call in enumerate(calls):
         call.route = "remote"
         reason = rejection(call, offered)
-        if reason is None and index >= MAX_PARALLEL_CALLS:  # the local model's own bound
+        if reason is None and index >= MAX_CALLS:  # the local model's own bound
             reason = (
                 f"the remote proposed {len(calls)} calls in one reply; at most "
-                f"{MAX_PARALLEL_CALLS} are considered"
+                f"{MAX_CALLS} are considered"
             )
         if reason is None:
             validations.append(validate_call(call, registry, context))
@@ -190,18 +187,22 @@ def screen_remote_calls(
     return validations
 
 
-def remote_messages(history: Sequence[dict], tools: ToolsArg) -> list[dict]:
+def remote_messages(history: Sequence[Message | dict], tools: ToolsArg) -> list[dict]:
     """Everything the remote is sent: a system prompt over the remote-visible tools only, and
-    the history without entries marked ``HIDE_KEY`` (``REMOTE_CONTENT_KEY`` replaces content)."""
+    the history without hidden entries (``remote_content`` replaces content where set)."""
     from edgeagent.agent.prompt import system_prompt
 
     visible = [t for t in _as_tools(tools) if not t.local_only]
     out = [{"role": "system", "content": system_prompt(visible)}]
     for entry in history:
-        if entry.get(HIDE_KEY):
-            continue
-        content = entry.get(REMOTE_CONTENT_KEY, entry.get("content"))
-        out.append({"role": entry["role"], "content": content or ""})
+        if isinstance(entry, Message):
+            hidden, role = entry.hidden, entry.role
+            content = entry.content if entry.remote_content is None else entry.remote_content
+        else:
+            hidden, role = bool(entry.get(HIDE_KEY)), entry["role"]
+            content = entry.get(REMOTE_CONTENT_KEY, entry.get("content"))
+        if not hidden:
+            out.append({"role": role, "content": content or ""})
     return out
 
 
@@ -263,6 +264,63 @@ def escalate(
     )
 
 
+class Router:
+    """Routes a session's proposals: ``decide_route``, then ``escalate`` when remote.
+
+    The remote client is created at the first escalation (none with the network off) and kept
+    for the session; ``close`` closes it unless it was given by the caller.
+    """
+
+    def __init__(self, settings: Settings, client: RemoteClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._owns_client = client is None
+
+    def route(
+        self,
+        messages: list[dict] | list[Message] | Callable[[], list],
+        tools: ToolsArg,
+        local_calls: list[ToolCall],
+        score: float | None,
+        *,
+        valid: bool,
+        tool_choice: str | dict = "auto",
+        max_tokens: int = 512,
+    ) -> EscalationOutcome:
+        """The route for one proposal; ``messages`` may be a function (built only if remote)."""
+        decision = decide_route(score, valid=valid, settings=self.settings)
+        if decision.route != "remote":
+            return EscalationOutcome(route="local", decision=decision, calls=list(local_calls))
+        try:
+            client = self.client()
+        except (RemoteError, OfflineError) as exc:
+            return _fallback(decision, local_calls, exc)
+        sent = messages() if callable(messages) else messages
+        return escalate(
+            client,
+            sent,
+            tools,
+            local_calls,
+            decision,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+        )
+
+    def client(self) -> RemoteClient:
+        """The session's remote client (created on first use)."""
+        if self._client is None:
+            self._client = RemoteClient(self.settings)
+        return self._client
+
+    def close(self) -> None:
+        """Close the client this router created (a given client stays with its owner)."""
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()
+        if not self._owns_client:
+            self._client = client
+
+
 def route_request(
     settings: Settings,
     messages: list[dict] | list[Message],
@@ -275,26 +333,17 @@ def route_request(
     tool_choice: str | dict = "auto",
     max_tokens: int = 512,
 ) -> EscalationOutcome:
-    """``decide_route`` then, only if remote, ``escalate`` (creating and closing a client if none)."""
-    decision = decide_route(score, valid=valid, settings=settings)
-    if decision.route != "remote":
-        return EscalationOutcome(route="local", decision=decision, calls=list(local_calls))
-    own = client is None
+    """One routing through a ``Router`` (its own client, if it made one, is closed after)."""
+    router = Router(settings, client)
     try:
-        if own:
-            client = RemoteClient(settings)
-    except (RemoteError, OfflineError) as exc:
-        return _fallback(decision, local_calls, exc)
-    try:
-        return escalate(
-            client,
+        return router.route(
             messages,
             tools,
             local_calls,
-            decision,
+            score,
+            valid=valid,
             tool_choice=tool_choice,
             max_tokens=max_tokens,
         )
     finally:
-        if own and client is not None:
-            client.close()
+        router.close()

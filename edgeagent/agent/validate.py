@@ -1,5 +1,9 @@
 """Validator-first: parse -> schema (pydantic/jsonschema) -> semantic validators -> only then run.
 
+This is the one validation of a proposed call: the tool's own schema and validators
+(``Tool.validate_arguments``, ``Tool.check_semantics``) in that order, the stage that failed
+named in ``Validation.stage``; the executor then runs the normalized arguments as validated.
+
 Besides each tool's own validators, every string value is checked for the tell-tale signs of a
 small model filling a slot without an answer: the tool's own name (``list_dir {"path":
 "list_dir"}``), a parameter's name, a placeholder (``"string"``, ``"path/to/file"``) or a copy of
@@ -28,6 +32,15 @@ class Validation:
     @property
     def valid(self) -> bool:
         return self.known_tool and self.schema_valid and self.semantic_valid
+
+    @property
+    def stage(self) -> str | None:
+        """Where validation stopped: ``tool`` (unknown), ``schema`` or ``semantic``; None if valid."""
+        if not self.known_tool:
+            return "tool"
+        if not self.schema_valid:
+            return "schema"
+        return None if self.semantic_valid else "semantic"
 
 
 PLACEHOLDERS = frozenset(
@@ -134,16 +147,11 @@ def validate_call(call: ToolCall, registry, context=None, request_text: str = ""
             error = f"argument {arg!r}: {reason}"
             call.status, call.error = "invalid", error
             return Validation(call, True, True, False, error)
-    for validator in tool.validators:
-        try:
-            validator(arguments, context)
-        except ToolValidationError as exc:
-            call.status, call.error = "invalid", exc.message
-            return Validation(call, True, True, False, exc.message)
-        except Exception as exc:  # a broken validator must not let a call through
-            error = f"validator {getattr(validator, '__name__', validator)} failed: {exc}"
-            call.status, call.error = "invalid", error
-            return Validation(call, True, True, False, error)
+    try:
+        tool.check_semantics(arguments, context)  # a validator that crashes fails the call
+    except ToolValidationError as exc:
+        call.status, call.error = "invalid", exc.message
+        return Validation(call, True, True, False, exc.message)
     call.arguments = arguments
     call.error = None
     return Validation(call, True, True, True)

@@ -442,8 +442,7 @@ def run_bfcl(
     had_call, schema_valid, latency_s, output_tokens, calls, answer_text, error_type, error,
     status, finish_reason, repaired, n_calls, n_valid_calls``.
     """
-    from edgeagent.runtime.local import LocalModel
-    from edgeagent.runtime.session import cached_local_model
+    from edgeagent.runtime.session import load_model
 
     if isinstance(categories, str):
         categories = [c for c in categories.split(",") if c.strip()]
@@ -454,10 +453,7 @@ def run_bfcl(
         raise ConfigError("limit and offset must not be negative", "pass --limit 10")
     items = [item for c in names for item in load_items(c, limit, offset)]
     settings = settings or load_settings()
-    if not isinstance(model, LocalModel):
-        model = cached_local_model(
-            settings if model is None else settings.replace(model=str(model))
-        )
+    model = load_model(model, settings, cached=True)
     started = time.perf_counter()
     results = []
     for item in items:

@@ -24,6 +24,7 @@ from edgeagent.grammar.compiler import SchemaCompiler, ValidatorKeyword, check_s
 from edgeagent.grammar.nodes import Cls, Lit, Ref, alt, rep, seq
 
 __all__ = [
+    "MAX_CALLS",
     "Envelope",
     "ParsedCall",
     "build_envelope",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 MODES = ("auto", "required", "none")
+MAX_CALLS = 4  # parallel calls one reply may make: the envelope's bound and the remote's screen
 ANSWER_FIRST_EXCLUDED = cs("{", "[", " ", "\t", "\n", "\r", "\0")
 
 

@@ -15,71 +15,15 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from edgeagent.config import Settings
 from edgeagent.errors import GenerationLimitError, RuntimeLoadError
 from edgeagent.runtime.chat_template import ChatTemplate, template_for_model
+from edgeagent.runtime.model import Generation, TokenChoice, TokenConstraint
 from edgeagent.runtime.threads import ThreadPlanner, physical_cores
-
-
-class TokenConstraint(Protocol):
-    """What the decode loop needs from a grammar engine (see ``edgeagent.grammar.engine``)."""
-
-    def forced_tokens(self) -> list[int]:
-        """Tokens the grammar forces next; they are evaluated in one batch, not sampled."""
-
-    def allowed(self) -> np.ndarray | None:
-        """Boolean mask over the vocabulary of tokens allowed next (None: no constraint)."""
-
-    def consume(self, token: int) -> None:
-        """Advance the grammar by one token."""
-
-    def is_finished(self) -> bool:
-        """True when the grammar admits nothing more (the output is complete)."""
-
-
-@dataclass(frozen=True)
-class TokenChoice:
-    """One output token: its log-probability, and the margin over the runner-up when sampled."""
-
-    token: int
-    text: str
-    logprob: float
-    margin: float
-    forced: bool
-
-
-@dataclass
-class Generation:
-    """The outcome of one bounded decode, with its timings."""
-
-    text: str
-    finish_reason: str  # "stop" | "length" | "timeout" | "grammar" | "repetition"
-    prompt_tokens: int
-    cached_prompt_tokens: int
-    output_tokens: int
-    ttft_s: float
-    total_s: float
-    choices: list[TokenChoice] = field(default_factory=list)
-    threads: int = 0  # llama.cpp threads this decode used
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Output tokens per second after the first token."""
-        decode_s = self.total_s - self.ttft_s
-        if self.output_tokens <= 1 or decode_s <= 0:
-            return 0.0
-        return (self.output_tokens - 1) / decode_s
-
-    @property
-    def sampled(self) -> list[TokenChoice]:
-        """The tokens the model chose freely (not forced by a grammar)."""
-        return [c for c in self.choices if not c.forced]
 
 
 def _is_looping(tokens: list[int], min_repeats: int = 4, max_period: int = 16) -> bool:
@@ -284,8 +228,25 @@ class LocalModel:
 
     @property
     def llama(self):
-        """The underlying ``llama_cpp.Llama`` (for engines that need its vocabulary)."""
+        """The underlying ``llama_cpp.Llama`` (for ``runtime`` code that needs its vocabulary)."""
         return self._llm
+
+    def grammar_engine(self, prefer: str = "llguidance"):
+        """The grammar engine over this model's vocabulary (``runtime.engines.make_engine``)."""
+        from edgeagent.runtime.engines import make_engine
+
+        return make_engine(self._llm, self.fingerprint, prefer)
+
+    def warm_prefix(self, system: str, cache_dir: Path):
+        """Restore the KV state of the prompt prefix of ``system`` from memory or ``cache_dir``,
+        or compute and save it; returns ``prefix_cache.WarmResult``."""
+        from edgeagent.runtime.prefix_cache import PrefixCache, stable_prefix_text
+
+        caches = self.__dict__.setdefault("_prefix_caches", {})
+        cache = caches.get(Path(cache_dir))
+        if cache is None:
+            cache = caches[Path(cache_dir)] = PrefixCache(Path(cache_dir))
+        return cache.warm(self, stable_prefix_text(self, system))
 
     @property
     def gpu_offload(self) -> bool:

@@ -263,7 +263,7 @@ class RemoteClient:
 
     @staticmethod
     def _check_online(settings: Settings) -> None:
-        if settings.offline or not settings.allow_network:
+        if not settings.network_allowed:
             raise OfflineError(
                 "the network is off, so the remote model cannot be used",
                 hint="pass --online or set EDGEAGENT_ALLOW_NETWORK=1 to allow escalation",

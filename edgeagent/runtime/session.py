@@ -1,10 +1,23 @@
-"""One plain chat request end to end: resolve the model, load it, answer, measure."""
+"""Getting a model to run: resolve an id or path (pulling on first use), load it, warn."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from edgeagent.config import Settings
+
+
+def load_model(model, settings: Settings, *, progress: bool = False, cached: bool = False):
+    """The one factory: a ``Model`` as given, or one loaded from a catalog id or GGUF path
+    (``None``: ``settings.model``); ``cached`` shares one loaded model per process."""
+    if model is not None and not isinstance(model, (str, Path)):
+        return model  # already a Model (LocalModel, FakeModel, ...)
+    if model is not None:
+        settings = settings.replace(model=str(model))
+    if cached:
+        return cached_local_model(settings)
+    return load_local_model(settings, progress=progress)
 
 
 def load_local_model(settings: Settings, *, progress: bool = False):

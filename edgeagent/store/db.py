@@ -369,9 +369,11 @@ class Store:
 
     # -- conversations and messages --------------------------------------------------------
 
-    def start_conversation(self, title: str = "", model: str = "") -> str:
-        """Create a conversation; return its id."""
-        conversation_id = new_id()
+    def start_conversation(
+        self, title: str = "", model: str = "", *, conversation_id: str | None = None
+    ) -> str:
+        """Create a conversation (under ``conversation_id`` if given); return its id."""
+        conversation_id = conversation_id or new_id()
         row = {"id": conversation_id, "title": title, "model": model, "created_at": time.time()}
         self._insert("conversations", row)
         return conversation_id
@@ -403,9 +405,12 @@ class Store:
 
     # -- requests --------------------------------------------------------------------------
 
-    def start_request(self, conversation_id: str | None, prompt: str, model: str) -> str:
-        """Record a request as ``running`` (committed at once); return its id."""
-        request_id = new_id()
+    def start_request(
+        self, conversation_id: str | None, prompt: str, model: str, *, request_id: str | None = None
+    ) -> str:
+        """Record a request as ``running`` (committed at once, under ``request_id`` if given);
+        return its id."""
+        request_id = request_id or new_id()
         row = {
             "id": request_id,
             "conversation_id": conversation_id,

@@ -24,7 +24,7 @@ class ToolContext:
     """Passed to semantic validators and closed over by the built-in tools.
 
     ``allowed_roots`` (resolved, absolute) defaults to ``settings.allowed_roots`` and
-    ``allow_network`` to ``settings.allow_network and not settings.offline``. ``store`` is an
+    ``allow_network`` to ``settings.network_allowed``. ``store`` is an
     object with the ``NotesStore`` methods; when None the notes tools open
     ``edgeagent.store.Store(settings.db_path)`` for each call and close it afterwards. Tools run
     in a worker thread: a store passed here must accept calls from another thread.
@@ -40,7 +40,7 @@ class ToolContext:
         resolved = tuple(Path(r).expanduser().resolve() for r in roots)
         object.__setattr__(self, "allowed_roots", resolved)
         if self.allow_network is None:
-            allow = bool(self.settings.allow_network and not self.settings.offline)
+            allow = self.settings.network_allowed
             object.__setattr__(self, "allow_network", allow)
 
     @classmethod

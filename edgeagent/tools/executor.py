@@ -89,15 +89,17 @@ class Executor:
 
     # --- one call -------------------------------------------------------------------------------
 
-    def run(self, call: ToolCall) -> ToolResult:
+    def run(self, call: ToolCall, *, validated: bool = False) -> ToolResult:
         """Validate, apply policy, confirm, run with a timeout and cap the output.
 
+        ``validated``: the call's arguments are already the normalized output of
+        ``agent.validate.validate_call`` (the agent validates once); they are run as they are.
         ``duration_s`` is the call's own time: the user's time in the confirmation prompt is
         ``wait_s``, not part of it.
         """
         start = time.perf_counter()
         waited: list[float] = []
-        result = self._run(call, waited)
+        result = self._run(call, waited, validated)
         result.wait_s = round(sum(waited), 6)
         result.duration_s = round(max(0.0, time.perf_counter() - start - result.wait_s), 6)
         call.status = result.status
@@ -109,13 +111,15 @@ class Executor:
             kw["error"] = _clip_error(kw["error"])
         return ToolResult(call_id=call.id, name=call.name, status=status, **kw)
 
-    def _run(self, call: ToolCall, waited: list[float]) -> ToolResult:
+    def _run(self, call: ToolCall, waited: list[float], validated: bool = False) -> ToolResult:
         try:
             tool = self.registry.get(call.name)
         except ToolValidationError as exc:
             return self._result(call, "invalid", error=str(exc), error_type=type(exc).__name__)
         try:
-            args = tool.check_arguments(call.arguments, self.context)
+            args = (
+                call.arguments if validated else tool.check_arguments(call.arguments, self.context)
+            )
         except ToolValidationError as exc:
             return self._result(call, "invalid", error=str(exc), error_type=type(exc).__name__)
         except Exception as exc:  # a bug in validation itself (validators are wrapped already)
@@ -203,9 +207,10 @@ class Executor:
     def _is_read_only(self, call: ToolCall) -> bool:
         return call.name in self.registry and self.registry.get(call.name).risk == "read"
 
-    def run_many(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+    def run_many(self, calls: Sequence[ToolCall], *, validated: bool = False) -> list[ToolResult]:
         """Run calls, results in the given order: read-only tools concurrently first, then the
-        others (writes, network, unknown tools) one after another in order."""
+        others (writes, network, unknown tools) one after another in order (``validated`` as
+        in ``run``)."""
         results: list[ToolResult | None] = [None] * len(calls)
         reads = [i for i, c in enumerate(calls) if self._is_read_only(c)]
         read_set = set(reads)
@@ -214,12 +219,12 @@ class Executor:
             with ThreadPoolExecutor(
                 max_workers=min(self.max_workers, len(reads)), thread_name_prefix="edgeagent-read"
             ) as pool:
-                futures = {i: pool.submit(self.run, calls[i]) for i in reads}
+                futures = {i: pool.submit(self.run, calls[i], validated=validated) for i in reads}
                 for i, future in futures.items():
                     results[i] = future.result()
         else:
             for i in reads:
-                results[i] = self.run(calls[i])
+                results[i] = self.run(calls[i], validated=validated)
         for i in others:
-            results[i] = self.run(calls[i])
+            results[i] = self.run(calls[i], validated=validated)
         return [r for r in results if r is not None]

@@ -170,7 +170,7 @@ class Policy:
     ) -> Policy:
         """A policy from settings; ``allow_network`` overrides the settings (``--online``)."""
         if allow_network is None:
-            allow_network = bool(settings.allow_network and not settings.offline)
+            allow_network = settings.network_allowed
         return cls(
             auto_approve=auto_approve,
             allow_network=allow_network,

@@ -167,6 +167,12 @@ class Tool:
     def check_arguments(self, arguments: Any, context: Any = None) -> dict:
         """``validate_arguments`` and then each semantic validator with ``(arguments, context)``."""
         args = self.validate_arguments(arguments)
+        self.check_semantics(args, context)
+        return args
+
+    def check_semantics(self, args: dict, context: Any = None) -> None:
+        """Each semantic validator on schema-valid ``args``; ToolValidationError names the
+        failure (a validator that crashes is a failure too, never a pass)."""
         for validator in self.validators:
             try:
                 validator(args, context)
@@ -179,7 +185,6 @@ class Tool:
                 raise self._error(
                     [f"validator {vname} failed: {type(exc).__name__}: {exc}"]
                 ) from exc
-        return args
 
     def call(self, arguments: Any) -> Any:
         """Validate ``arguments`` (schema only) and run ``fn`` with typed values.

@@ -1,10 +1,13 @@
 """The terminal app: a conversation log, an input, a status bar; the agent runs in a thread.
 
-The model never runs on the UI thread. ``agent.run`` runs in a thread worker; each agent event
-comes back through ``call_from_thread`` and is posted to the conversation log as an
-``EdgeAgentApp.AgentEvent`` message. Side-effecting calls are confirmed in a modal: the
-executor's ``confirm`` callback (on the worker thread) pushes ``ConfirmCall`` on the UI thread
-and waits for the answer; escape, ``n`` or quitting deny.
+The model never runs on the UI thread. The app builds its agent session once with
+``make_agent(settings, model=..., confirm=self.confirm_call, on_event=self._emit)`` and drives
+it only through its methods (``run``, ``new_conversation``, ``set_network``). ``agent.run`` runs
+in a thread worker; each agent event comes back through ``call_from_thread`` and is posted to the
+conversation log as an ``EdgeAgentApp.AgentEvent`` message; ``TurnDone`` carries the whole result
+(route, latency, energy). Side-effecting calls are confirmed in a modal: ``confirm_call`` (on the
+worker thread) pushes ``ConfirmCall`` on the UI thread and waits for the answer; escape, ``n`` or
+quitting deny.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from textual.widgets import Footer, Header, Input
 
 from edgeagent.config import Settings
 from edgeagent.errors import EdgeAgentError
-from edgeagent.events import Event, TokenDelta, ignore
+from edgeagent.events import Event, TokenDelta, TurnDone
 from edgeagent.ui.screens.confirm import ConfirmCall
 from edgeagent.ui.widgets.conversation import ConversationLog
 from edgeagent.ui.widgets.status import StatusBar, energy_label
@@ -46,12 +49,12 @@ def model_label(model: str) -> str:
 
 
 class EdgeAgentApp(App[None]):
-    """edgeagent's terminal app. Build it with ``make_app``; ``agent`` is optional.
+    """edgeagent's terminal app. Build it with ``make_app``.
 
-    Without an agent the app loads ``settings.model`` in a thread worker at mount and builds
-    ``Agent(settings, model=..., confirm=self.confirm_call)``. A given agent is used as is,
-    except that its events are also sent to the app and, if it has no ``confirm`` callback
-    and does not pre-approve, the app's modal is installed as its ``confirm``.
+    At mount a thread worker loads ``model`` (a loaded ``Model``, a catalog id or a path;
+    None: ``settings.model``) and builds the agent session with the app's modal as ``confirm``
+    and the app as ``on_event``; ``agent_options`` are ``make_agent``'s other keywords
+    (tools, store, auto_approve, ...). ``on_event`` also receives every event.
     """
 
     CSS_PATH = "app.tcss"
@@ -69,24 +72,25 @@ class EdgeAgentApp(App[None]):
             super().__init__()
             self.event = event
 
-    class TurnFinished(Message):
-        """A request ended: its result, or the error (text) that stopped it."""
-
-        def __init__(self, result: AgentResult | None, error: str | None) -> None:
-            super().__init__()
-            self.result = result
-            self.error = error
-
-    def __init__(self, settings: Settings, agent: Agent | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: Any = None,
+        agent_options: dict | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
-        self.agent: Agent | None = agent
-        self.owns_agent = agent is None
+        self.agent: Agent | None = None
+        self._model = model
+        self._agent_options = dict(agent_options or {})
         self.busy = False
         self.turns = 0
         self.last_result: AgentResult | None = None
         self.last_error: str | None = None
-        self._forward: Callable[[Event], None] | None = None
+        self._forward: Callable[[Event], None] | None = on_event
+        self._turn_done: TurnDone | None = None
         self._quitting = threading.Event()
         self._pending: set[threading.Event] = set()
         self._pending_lock = threading.Lock()
@@ -114,11 +118,8 @@ class EdgeAgentApp(App[None]):
         self._ui_thread = threading.get_ident()
         self._log = self.conversation
         self.query_one("#prompt", Input).focus()
-        if self.agent is not None:
-            self._attach(self.agent)
-            self._ready_notice(self.agent)
-            return
-        name = model_label(self.settings.model)
+        given = self._model
+        name = model_label(self.settings.model if given is None else _model_name(given))
         self.status_bar.model_name = name
         self.status_bar.state = "loading model"
         self._show_network(self.settings)
@@ -143,6 +144,8 @@ class EdgeAgentApp(App[None]):
 
     def _emit(self, event: Event) -> None:
         """The agent's event sink (its worker thread): forward, then post to the log."""
+        if isinstance(event, TurnDone):
+            self._turn_done = event
         if self._forward is not None:
             try:
                 self._forward(event)
@@ -198,14 +201,16 @@ class EdgeAgentApp(App[None]):
 
     @work(thread=True, group="agent", exit_on_error=False)
     def _load_agent(self) -> None:
-        """Load the model and build the agent (thread worker)."""
-        from edgeagent.agent.loop import Agent
-        from edgeagent.runtime.session import load_local_model
+        """Load the model and build the agent session (thread worker)."""
+        from edgeagent.agent.loop import make_agent
 
         try:
-            model = load_local_model(self.settings)
-            agent = Agent(
-                self.settings, model=model, confirm=self.confirm_call, on_event=self._emit
+            agent = make_agent(
+                self.settings,
+                model=self._model,
+                confirm=self.confirm_call,
+                on_event=self._emit,
+                **self._agent_options,
             )
         except EdgeAgentError as exc:
             self._from_thread(self._load_failed, str(exc))
@@ -214,7 +219,7 @@ class EdgeAgentApp(App[None]):
             logger.exception("model load failed")
             self._from_thread(self._load_failed, f"{type(exc).__name__}: {exc}")
             return
-        stats = self._stats_of(agent)
+        stats = agent.stats()
         if not self._from_thread(self._agent_ready, agent, stats):
             agent.close()
 
@@ -230,38 +235,27 @@ class EdgeAgentApp(App[None]):
         self._ready_notice(agent)
 
     def _attach(self, agent: Agent, stats: dict | None = None) -> None:
-        """Route the agent's events and confirmations through the app; show its state."""
-        if agent.on_event != self._emit:  # bound methods: compare with ==
-            self._forward = None if agent.on_event is ignore else agent.on_event
-            agent.on_event = self._emit
-        executor = agent.executor
-        if executor.confirm is None and not executor.policy.auto_approve:
-            executor.confirm = self.confirm_call
+        """Show the agent's state (model, network, stats)."""
         bar = self.status_bar
-        bar.model_name = agent.model.path.name
+        bar.model_name = agent.model_name
         bar.state = "ready"
-        self.sub_title = agent.model.path.name
+        self.sub_title = agent.model_name
         self._show_network(agent.settings)
         if stats is not None:
             self._show_stats(stats)
-        elif agent.store is not None:
-            self._refresh_stats()
 
     def _ready_notice(self, agent: Agent) -> None:
-        from edgeagent.runtime.session import base_model_warning
-
         tools = ", ".join(agent.registry.names()) or "none"
         self.conversation.add_notice(
-            f"ready: {agent.model.path.name}; tools: {tools}. "
+            f"ready: {agent.model_name}; tools: {tools}. "
             "Write and network calls ask first; click a call card for details."
         )
-        warning = base_model_warning(agent.model.path)
-        if warning:
+        for warning in agent.model_warnings():
             self.conversation.add_notice(warning, "warning")
 
     def _show_network(self, settings: Settings) -> None:
         bar = self.status_bar
-        bar.network = bool(settings.allow_network and not settings.offline)
+        bar.network = settings.network_allowed
         bar.remote = bool((settings.remote_url or "").strip())
 
     # ---- turns ---------------------------------------------------------------------------
@@ -285,24 +279,32 @@ class EdgeAgentApp(App[None]):
 
     @work(thread=True, group="agent", exit_on_error=False)
     def _run_turn(self, agent: Agent, prompt: str) -> None:
-        """``agent.run(prompt)`` off the UI thread; errors become a notice, not a crash."""
+        """``agent.run(prompt)`` off the UI thread; errors become a notice, not a crash.
+
+        The log draws the turn from the events (``TurnDone`` closes it); an error that ended
+        the request before its ``TurnDone`` is shown as a notice here.
+        """
+        self._turn_done = None
         result, error = None, None
         try:
             result = agent.run(prompt)
         except AppClosing:
-            if self.owns_agent:
-                agent.close()
+            agent.close()
             return
         except EdgeAgentError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the log, not a crash
             logger.exception("request failed")
             error = f"internal error: {type(exc).__name__}: {exc}"
-        stats = self._stats_of(agent)
-        self._from_thread(self._turn_finished, result, error, stats)
+        stats = agent.stats()
+        drawn = self._turn_done is not None
+        self._from_thread(self._turn_finished, result, error, stats, drawn)
 
-    def _turn_finished(self, result: AgentResult | None, error: str | None, stats) -> None:
-        self.conversation.post_message(self.TurnFinished(result, error))
+    def _turn_finished(
+        self, result: AgentResult | None, error: str | None, stats, drawn: bool
+    ) -> None:
+        if not drawn:
+            self.conversation.finish_turn(None, error or "the request ended without an answer")
         self.last_result, self.last_error = result, error
         self.turns += 1
         self.busy = False
@@ -315,87 +317,46 @@ class EdgeAgentApp(App[None]):
         if stats is not None:
             self._show_stats(stats)
 
-    @staticmethod
-    def _stats_of(agent: Agent) -> dict | None:
-        """The store's production metrics, or None without a store (or if it fails)."""
-        if agent.store is None:
-            return None
-        from edgeagent.metrics.stats import compute_stats
-
-        try:
-            return compute_stats(agent.store)
-        except EdgeAgentError as exc:
-            logger.warning("stats unavailable: %s", exc)
-            return None
-
-    @work(thread=True, group="stats", exit_on_error=False)
-    def _refresh_stats(self) -> None:
-        agent = self.agent
-        stats = self._stats_of(agent) if agent is not None else None
-        if stats is not None:
-            self._from_thread(self._show_stats, stats)
-
     def _show_stats(self, stats: dict) -> None:
         self.status_bar.p50_s = stats.get("latency_p50_s")
 
     # ---- actions -------------------------------------------------------------------------
 
     def action_toggle_network(self) -> None:
-        """Rebuild the agent with ``allow_network`` flipped (the model stays loaded)."""
+        """Turn the network on or off for the next requests (the model stays loaded)."""
         if self.agent is None or self.busy:
             self.notify("wait until the model is ready and idle", severity="warning")
             return
-        current = self.agent.settings
-        on = not (current.allow_network and not current.offline)
-        changes: dict[str, Any] = {"allow_network": on}
-        if on:
-            changes["offline"] = False
         self.busy = True
         self.status_bar.state = "switching network"
-        self._rebuild_agent(self.agent, current.replace(**changes))
+        self._switch_network(self.agent, not self.agent.settings.network_allowed)
 
     @work(thread=True, group="agent", exit_on_error=False)
-    def _rebuild_agent(self, old: Agent, settings: Settings) -> None:
-        """A new Agent on the same model, tools, store and history, with new settings."""
-        from edgeagent.agent.loop import Agent
-
-        engine = "llama.cpp" if old.proposer.engine_name.startswith("llama.cpp") else "llguidance"
+    def _switch_network(self, agent: Agent, on: bool) -> None:
+        """``agent.set_network(on)`` off the UI thread (it rebuilds the tools and router)."""
         try:
-            new = Agent(
-                settings,
-                model=old.model,
-                tools=None if self.owns_agent else list(old.registry),
-                confirm=old.executor.confirm,
-                auto_approve=old.executor.policy.auto_approve,
-                store=old.store or False,
-                on_event=self._emit,
-                engine=engine,
-                remote_client=old.remote_client,
-            )
+            agent.set_network(on)
         except EdgeAgentError as exc:
-            self._from_thread(self._rebuild_failed, str(exc))
+            self._from_thread(self._network_failed, str(exc))
             return
-        new.history = old.history
-        new.conversation_id = old.conversation_id
-        self._from_thread(self._agent_rebuilt, new)
+        self._from_thread(self._network_switched, agent)
 
-    def _rebuild_failed(self, error: str) -> None:
+    def _network_failed(self, error: str) -> None:
         self.busy = False
         self.status_bar.state = "ready"
         self.conversation.add_notice(f"could not switch the network: {error}", "error")
 
-    def _agent_rebuilt(self, agent: Agent) -> None:
-        self.agent = agent
+    def _network_switched(self, agent: Agent) -> None:
         self.settings = agent.settings
         self.busy = False
         self.status_bar.state = "ready"
         self._show_network(agent.settings)
-        if agent.context.allow_network:
+        if agent.settings.network_allowed:
             where = agent.settings.remote_url or "no remote URL set (EDGEAGENT_REMOTE_URL)"
             text = f"network on: low-confidence calls may go to the remote model ({where})"
         else:
             text = "network off: everything stays on this machine"
-        self.conversation.add_notice(text, "warning" if agent.context.allow_network else "info")
+        self.conversation.add_notice(text, "warning" if agent.settings.network_allowed else "info")
 
     def action_clear(self) -> None:
         """Clear the log and start a new conversation (the model forgets the history)."""
@@ -403,16 +364,8 @@ class EdgeAgentApp(App[None]):
             self.notify("wait for the current request to finish", severity="warning")
             return
         self.conversation.clear()
-        agent = self.agent
-        if agent is not None:
-            agent.history = []
-            if agent.store is not None:
-                try:
-                    agent.conversation_id = agent.store.start_conversation(
-                        "", agent.model.path.name
-                    )
-                except EdgeAgentError as exc:
-                    self.conversation.add_notice(str(exc), "error")
+        if self.agent is not None:
+            self.agent.new_conversation()
         self.conversation.add_notice("cleared: new conversation")
 
     async def action_quit(self) -> None:
@@ -428,13 +381,25 @@ class EdgeAgentApp(App[None]):
 
     def on_unmount(self) -> None:
         self._release()
-        if self.owns_agent and self.agent is not None and not self.busy:
+        if self.agent is not None and not self.busy:
             self.agent.close()
 
 
-def make_app(settings: Settings, agent: Agent | None = None) -> EdgeAgentApp:
-    """The app, as the CLI and the tests build it."""
-    return EdgeAgentApp(settings, agent=agent)
+def _model_name(model: Any) -> str:
+    """A display name for a loaded model, an id or a path."""
+    path = getattr(model, "path", None)
+    return path.name if path is not None else str(model)
+
+
+def make_app(
+    settings: Settings,
+    *,
+    model: Any = None,
+    agent_options: dict | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> EdgeAgentApp:
+    """The app, as the CLI and the tests build it (see ``EdgeAgentApp``)."""
+    return EdgeAgentApp(settings, model=model, agent_options=agent_options, on_event=on_event)
 
 
 def run_app(settings: Settings) -> None:

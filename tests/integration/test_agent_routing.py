@@ -41,7 +41,8 @@ def remote_calculator(seen):
             ],
         }
     else:
-        message = {"role": "assistant", "content": "The answer is 42."}
+        # a remote that echoes the caller's key: it reaches the answer the store is given
+        message = {"role": "assistant", "content": f"The answer is 42. (your key: {KEY})"}
     return json_body(chat_completion(message))
 
 
@@ -63,10 +64,17 @@ def test_low_confidence_escalates_and_remote_calls_are_validated_and_run(smollm_
         seen.headers[0].get("authorization", seen.headers[0].get("Authorization"))
         == f"Bearer {KEY}"
     )
+    assert KEY in result.answer  # the echoed key reached the answer shown
     for suffix in ("", "-wal"):
         path = settings.db_path.with_name(settings.db_path.name + suffix)
         if path.exists():
             assert KEY.encode() not in path.read_bytes()
+    from edgeagent.store import Store
+
+    with Store(settings.db_path) as store:  # stored, with the key scrubbed out
+        (row,) = store.query("select answer from requests")
+        assert "The answer is 42." in row["answer"] and "[redacted]" in row["answer"]
+        assert any("[redacted]" in m["content"] for m in store.query("select * from messages"))
 
 
 def test_remote_down_uses_the_local_result_and_says_so(smollm_model, tmp_path):
@@ -94,10 +102,10 @@ CANARY = "CANARY-PRIVATE-5531"
 
 
 def test_local_only_history_is_marked_and_never_sent(smollm_model, tmp_path):
-    from edgeagent.agent.propose import AgentResult
+    from edgeagent.agent.result import AgentResult
     from edgeagent.agent.router import remote_messages
     from edgeagent.tools.registry import tool_from_function
-    from edgeagent.types import ToolCall
+    from edgeagent.types import Message, ToolCall
 
     def get_weather(city: str) -> str:
         """Current weather for a city."""
@@ -114,7 +122,7 @@ def test_local_only_history_is_marked_and_never_sent(smollm_model, tmp_path):
     agent = Agent(
         settings_for(tmp_path, closed_port_url()), model=smollm_model, tools=tools, store=False
     )
-    agent.history.append({"role": "user", "content": "Weather in Oslo, and my note?"})
+    agent.history.append(Message("user", "Weather in Oslo, and my note?"))
     calls = [
         ToolCall("get_weather", {"city": "Oslo"}),
         ToolCall("read_private_note", {"topic": "x"}),
@@ -130,4 +138,5 @@ def test_local_only_history_is_marked_and_never_sent(smollm_model, tmp_path):
     assert json.loads(sent[2]["content"]) == {"name": "get_weather", "arguments": {"city": "Oslo"}}
     assert "sunny in Oslo" in sent[3]["content"]
     # the local model still sees everything
-    assert CANARY in json.dumps(agent.history) and len(agent.history) == 5
+    assert CANARY in json.dumps([m.content for m in agent.history]) and len(agent.history) == 5
+    assert [m.hidden for m in agent.history] == [False, False, False, True, True]

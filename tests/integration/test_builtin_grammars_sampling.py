@@ -8,8 +8,8 @@ import json
 import pytest
 
 from edgeagent.config import load_settings
-from edgeagent.grammar.engine import LLGuidanceEngine
 from edgeagent.grammar.envelope import build_envelope, parse_envelope
+from edgeagent.runtime.engines import LLGuidanceEngine
 from edgeagent.runtime.local import LocalModel
 from edgeagent.tools.builtin import make_builtin_tools
 from edgeagent.tools.context import ToolContext

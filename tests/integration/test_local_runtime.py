@@ -98,7 +98,7 @@ def test_repeat_penalty_under_a_grammar_counts_free_tokens_only(loaded, monkeypa
     import json
 
     from edgeagent.grammar.compiler import compile_schema
-    from edgeagent.grammar.engine import make_engine
+    from edgeagent.runtime.engines import make_engine
 
     schema = {
         "type": "object",

@@ -298,7 +298,7 @@ def test_agent_local_only_tool_never_runs_for_the_remote_and_never_reaches_it(
     smollm_model, tmp_path
 ):
     from edgeagent.agent.loop import Agent
-    from edgeagent.agent.propose import AgentResult
+    from edgeagent.agent.result import AgentResult
 
     runs: list[str] = []
 

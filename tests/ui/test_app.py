@@ -79,12 +79,13 @@ def test_real_exchange_streams_the_answer_and_shows_energy(smollm_path, tmp_path
             assert f"p50 {result.latency_s:.2f} s" in status
             assert "network off" in status and "SmolLM2-135M" in status
 
-            # ctrl+n rebuilds the agent with the network on, keeping the model and history
-            old = app.agent
+            # ctrl+n turns the network on in the same session: model and history stay
+            agent, model, history = app.agent, app.agent.model, list(app.agent.history)
             await pilot.press("ctrl+n")
-            await wait_for(pilot, lambda: app.agent is not old, 30, "the network switch")
-            assert app.agent.settings.allow_network and app.agent.context.allow_network
-            assert app.agent.model is old.model and app.agent.history == old.history
+            on = lambda: app.agent.settings.network_allowed and not app.busy  # noqa: E731
+            await wait_for(pilot, on, 30, "the network switch")
+            assert app.agent is agent and app.agent.context.allow_network
+            assert app.agent.model is model and app.agent.history == history
             assert "network on" in app.status_bar.plain
             # ctrl+l clears the log and the history
             await pilot.press("ctrl+l")
@@ -114,7 +115,6 @@ def test_a_base_model_is_loaded_with_a_warning_in_the_log(gemma_path, tmp_path):
 
 @pytest.mark.model
 def test_write_tool_waits_for_the_modal_and_is_not_run_when_denied(smollm_path, tmp_path):
-    from edgeagent.agent.loop import Agent
     from edgeagent.tools.registry import tool_from_function
 
     ran: list[str] = []
@@ -125,15 +125,20 @@ def test_write_tool_waits_for_the_modal_and_is_not_run_when_denied(smollm_path, 
         return "saved"
 
     settings = settings_for(tmp_path, str(smollm_path))
-    agent = Agent(settings, tools=[tool_from_function(save_memo, risk="write")])
+    tools = [tool_from_function(save_memo, risk="write")]
     results: list[ToolResult] = []
+    holder: list = []
 
     def run_call(text: str) -> None:
-        results.append(agent.executor.run(ToolCall("save_memo", {"text": text})))
+        results.append(holder[0].executor.run(ToolCall("save_memo", {"text": text})))
 
     async def scenario() -> None:
-        app = make_app(settings, agent=agent)
+        app = make_app(settings, agent_options={"tools": tools})
         async with app.run_test(size=SIZE) as pilot:
+            ready = lambda: app.agent is not None and not app.busy  # noqa: E731
+            await wait_for(pilot, ready, TURN_TIMEOUT_S, "the model")
+            agent = app.agent
+            holder.append(agent)
             assert agent.executor.confirm == app.confirm_call
             for key, expected in (
                 ("escape", "declined"),
@@ -162,10 +167,7 @@ def test_write_tool_waits_for_the_modal_and_is_not_run_when_denied(smollm_path, 
             assert any("database is closed" in n for n in app.conversation.notices())
             assert "error" in app.status_bar.plain and not app.busy
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        agent.close()
+    asyncio.run(scenario())
 
 
 def test_a_model_that_cannot_load_is_reported_in_the_log(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from edgeagent.errors import GrammarError
 from edgeagent.grammar.compiler import compile_schema
-from edgeagent.grammar.engine import LlamaCppEngine, LLGuidanceEngine, constrain
+from edgeagent.runtime.engines import LlamaCppEngine, LLGuidanceEngine, constrain
 
 SCHEMAS = [
     {
@@ -128,7 +128,7 @@ def test_constrain_falls_back_to_llama_cpp(vocab_llama, monkeypatch):
 
 
 def test_matchers_of_one_grammar_are_independent_copies(vocab_llama, monkeypatch):
-    import edgeagent.grammar.engine as engine_module
+    import edgeagent.runtime.engines as engine_module
 
     monkeypatch.setattr(engine_module, "MATCHER_TEMPLATES", 2)
     monkeypatch.delattr(vocab_llama, "_edgeagent_matchers", raising=False)

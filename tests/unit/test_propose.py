@@ -1,4 +1,4 @@
-"""Reading a decoded output into a Proposal (pure: a recorded Generation, no model)."""
+"""Reading a decoded output into a Proposal (pure: a recorded Generation, a scripted model)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ def get_weather(city: str, days: int = 1) -> str:
 
 
 def _proposer() -> LocalProposer:
-    proposer = LocalProposer.__new__(LocalProposer)
-    proposer.registry = ToolRegistry([as_tool(get_weather)])
-    return proposer
+    from edgeagent.config import load_settings
+    from edgeagent.testing import FakeModel
+
+    return LocalProposer(FakeModel(), ToolRegistry([as_tool(get_weather)]), load_settings())
 
 
 def _generation(text: str) -> Generation:

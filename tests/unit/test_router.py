@@ -10,7 +10,6 @@ from edgeagent.agent.router import (
     check_remote_calls,
     decide_route,
     escalate,
-    network_allowed,
     rejection,
     remote_messages,
     route_request,
@@ -66,7 +65,7 @@ def test_decision_table(score, valid, overrides, route, reason_part):
 
 def test_default_settings_are_offline():
     s = load_settings(remote_url=URL)
-    assert not network_allowed(s)
+    assert not s.network_allowed
     assert decide_route(0.0, valid=False, settings=s).route == "local"
 
 

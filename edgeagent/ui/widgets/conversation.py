@@ -2,7 +2,7 @@
 
 The log only displays. Agent events reach it as ``EdgeAgentApp.AgentEvent`` messages (posted by
 the app from the agent's worker thread through ``call_from_thread``) and the end of a turn as
-``EdgeAgentApp.TurnFinished``; it never calls the model or the tools.
+the ``TurnDone`` event (its result); it never calls the model or the tools.
 """
 
 from __future__ import annotations
@@ -246,10 +246,6 @@ class ConversationLog(VerticalScroll):
         """``EdgeAgentApp.AgentEvent``: one agent event, already on the UI thread."""
         self.show(message.event)
 
-    def on_edge_agent_app_turn_finished(self, message: Any) -> None:
-        """``EdgeAgentApp.TurnFinished``: the request ended (result or error)."""
-        self.finish_turn(message.result, message.error)
-
     # ---- drawing --------------------------------------------------------------------------
 
     def _add(self, widget: Widget) -> Widget:
@@ -287,6 +283,10 @@ class ConversationLog(VerticalScroll):
         elif isinstance(event, Notice):
             self.add_notice(event.text, event.level)
         elif isinstance(event, TurnDone):
+            result = event.result
+            if result is not None and result.status == "failed":
+                self.finish_turn(None, result.error or "the request failed")
+                return
             if self._draft is not None:
                 self._draft.finish(event.answer)
             else:
@@ -294,6 +294,7 @@ class ConversationLog(VerticalScroll):
                 final.finish(event.answer)
                 self._add(final)
             self._draft = None
+            self.finish_turn(result, None)
 
     def _card(self, request_id: str, call: ToolCall) -> CallCard:
         card = self._cards.get(call.id)

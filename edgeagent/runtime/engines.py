@@ -6,8 +6,9 @@
 - ``LlamaCppEngine`` (fallback): llama.cpp's own GBNF sampler, used when llguidance is missing or
   refuses a grammar. Correct but slow on large vocabularies (every step scans the whole vocab).
 
-Both expose the same ``TokenConstraint`` interface (see ``edgeagent.runtime.local``), so the
-decode loop keeps the log-probabilities of the freely chosen tokens either way.
+Both expose the same ``TokenConstraint`` interface (``edgeagent.runtime.model``), so the decode
+loop keeps the log-probabilities of the freely chosen tokens either way. Only ``runtime/`` knows
+them: ``grammar/`` is text in, text out, and the agent asks its ``Model`` for an engine.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import hashlib
 import threading
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 
 from edgeagent.errors import GrammarError
+from edgeagent.runtime.model import EngineInfo
 
 _GRAMMAR_CACHE: dict[str, str] = {}
 _LOCK = threading.Lock()
@@ -30,14 +31,6 @@ MATCHER_TEMPLATES = 32  # pristine matchers kept per model, least recently used 
 
 def _grammar_key(gbnf: str) -> str:
     return hashlib.sha256(gbnf.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """Which engine produced a constraint, for the UI and the store."""
-
-    name: str
-    reason: str = ""
 
 
 class LLGuidanceConstraint:
@@ -151,6 +144,14 @@ class LLGuidanceEngine:
                     templates.popitem(last=False)
         return LLGuidanceConstraint(template.deep_copy(), self._n_vocab, self._eos)
 
+    def constrain(self, gbnf: str):
+        """A constraint, or llama.cpp's sampler with the reason when llguidance refuses."""
+        try:
+            return self.constraint(gbnf), self.info
+        except GrammarError as exc:
+            fallback = LlamaCppEngine(self._llama)
+            return fallback.constraint(gbnf), EngineInfo("llama.cpp-gbnf", str(exc))
+
 
 class LlamaCppConstraint:
     """llama.cpp's GBNF sampler as a TokenConstraint: the mask comes from a full-vocab pass."""
@@ -236,6 +237,10 @@ class LlamaCppEngine:
     def constraint(self, gbnf: str) -> LlamaCppConstraint:
         return LlamaCppConstraint(self._sampler(gbnf), self._n_vocab, self._eos)
 
+    def constrain(self, gbnf: str):
+        """A constraint and this engine's info (there is no further fallback)."""
+        return self.constraint(gbnf), self.info
+
 
 def make_engine(llama, model_key: str, prefer: str = "llguidance"):
     """The preferred engine, falling back to llama.cpp's sampler when llguidance is unavailable."""
@@ -253,15 +258,4 @@ def make_engine(llama, model_key: str, prefer: str = "llguidance"):
 
 def constrain(engine, gbnf: str):
     """A constraint from ``engine``; if llguidance refuses the grammar, llama.cpp's sampler."""
-    try:
-        return engine.constraint(gbnf), engine.info
-    except GrammarError as exc:
-        if isinstance(engine, LLGuidanceEngine):
-            fallback = LlamaCppEngine(engine_llama(engine))
-            return fallback.constraint(gbnf), EngineInfo("llama.cpp-gbnf", str(exc))
-        raise
-
-
-def engine_llama(engine):
-    """The Llama object behind an engine (kept for the fallback path)."""
-    return engine._llama
+    return engine.constrain(gbnf)
