@@ -20,7 +20,7 @@ outside the root with a canary; ``--offline``; the confirmation callback answers
 ``approve`` (no approval: it says no, and the ask is recorded).
 
 Systems (the same tasks, interleaved task by task so that all see the same machine load):
-- ``edgeagent``: ``edgeagent.agent.loop.Agent(settings, model=..., confirm=...,
+- ``edgeagent``: ``edgeagent.agent.loop.make_agent(settings, model=..., confirm=...,
   auto_approve=approve).run(prompt)``: the path users get, current defaults;
 - ``edgeagent-prior8``: the previous defaults: ``call_bias=8.0`` (the call prior tuned on BFCL),
   no tool retrieval and no existing-path choices (the later fixes of the loop still apply);
@@ -213,11 +213,11 @@ def _calls_of(result) -> list[dict]:
 
 
 def run_edgeagent(task: Task, settings, model, spy: GenerationSpy, confirm: Confirmer) -> dict:
-    from edgeagent.agent.loop import Agent
+    from edgeagent.agent.loop import make_agent
     from edgeagent.errors import EdgeAgentError
 
     spy.take()
-    agent = Agent(settings, model=model, confirm=confirm, auto_approve=task.approve)
+    agent = make_agent(settings, model=model, confirm=confirm, auto_approve=task.approve)
     raw: dict = {"answer": "", "calls": [], "notices": [], "error": None, "error_kind": None}
     system_prompt = getattr(getattr(agent, "proposer", None), "system", "") or ""
     raw["prompt_lines"] = system_prompt.splitlines()

@@ -54,7 +54,8 @@ from bench.tool_schemas import TEN_TOOLS  # noqa: E402
 from edgeagent.agent.prompt import system_prompt  # noqa: E402
 from edgeagent.config import Settings, load_settings  # noqa: E402
 from edgeagent.grammar.envelope import build_envelope, parse_envelope  # noqa: E402
-from edgeagent.runtime.catalog import load_catalog, pull_model  # noqa: E402
+from edgeagent.runtime.catalog import load_catalog  # noqa: E402
+from edgeagent.runtime.download import pull_model  # noqa: E402
 from edgeagent.runtime.local import LocalModel  # noqa: E402
 
 MODELS = "smollm2-135m-instruct-q4_1,gemma-3-270m-q4_k_m"

@@ -272,8 +272,8 @@ def models_path(model_id: str) -> None:
 def models_info(id_or_path: str, adapter: str | None, as_json: bool) -> None:
     """Facts read from a GGUF's header (no weights loaded), and the adapter it would load."""
     from edgeagent.runtime.adapter import check_adapter
-    from edgeagent.runtime.catalog import resolve_model
     from edgeagent.runtime.gguf_info import inspect_gguf
+    from edgeagent.runtime.resolve import resolve_model
 
     settings = _settings(adapter=adapter)
     path = resolve_model(id_or_path, settings, offline=True)

@@ -250,10 +250,10 @@ class Agent:
         meter = select_energy_meter(self.settings)
         meter.start()
         self._request_started = started
-        self._warm_prefix(request_id, result)
         self._hold_local = False  # set once a local-only tool has run in this request
-        self._append("user", prompt)
         try:
+            self._warm_prefix(request_id, result)
+            self._append("user", prompt)
             self._steps(request_id, result)
         except EdgeAgentError as exc:
             result.status, result.error = "failed", str(exc)
@@ -345,6 +345,12 @@ class Agent:
             valid = [
                 c for c, v in zip(proposal.calls, proposal.validations, strict=True) if v.valid
             ]
+            fresh = [c for c in valid if _signature(c) not in succeeded | failed]
+            if valid and not fresh:
+                # the same call again: a success is not run twice, a refusal or failure is not
+                # retried as is (recorded as skipped); the model answers from what it has
+                for call in valid:
+                    call.status, call.error = "skipped", "already tried with these arguments"
             self._record_calls(request_id, proposal)
             result.calls.extend(proposal.calls)
             if not valid:
@@ -362,13 +368,10 @@ class Agent:
                 result.answer_by = "runtime"
                 self._append("assistant", result.answer)
                 return
-            fresh = [c for c in valid if _signature(c) not in succeeded | failed]
             if not fresh:
-                # the same call again: a success is not run twice, a refusal or failure is not
-                # retried as is; the model answers from what it has
-                for call in valid:
-                    call.status, call.error = "skipped", "already tried with these arguments"
-                self._emit(Notice(request_id, "repeated call not run; asking for the answer"))
+                notice = "repeated call not run; asking for the answer"
+                result.notices.append(notice)
+                self._emit(Notice(request_id, notice))
                 mode = "none"
                 continue
             results = self.executor.run_many(fresh, validated=True)
@@ -382,7 +385,9 @@ class Agent:
             mode = "auto" if asked and self.settings.follow_up_calls else "none"
         if not result.answer:
             result.answer, result.answer_by = self._fallback_answer(result), "runtime"
-        result.notices.append(f"stopped after {self.settings.max_steps} steps")
+        notice = f"stopped after {self.settings.max_steps} steps"
+        result.notices.append(notice)
+        self._emit(Notice(request_id, notice, "warning"))
 
     def _feed_back(self, request_id, proposal, calls, results, result: AgentResult) -> None:
         """Append the calls and their results (as delimited data) to the conversation.

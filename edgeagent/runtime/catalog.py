@@ -368,16 +368,3 @@ def recommend(
     """Instruct models that fit this machine, best first (see ``recommend_with_reasons``)."""
     return [e for e, _ in recommend_with_reasons(total_ram_bytes, physical_cores, catalog)]
 
-
-# Moved to edgeagent.runtime.resolve (which imports this module and download, so the dependency
-# runs one way). Looked up on first use so callers importing them from here keep working.
-_MOVED_TO_RESOLVE = ("pull_model", "resolve_model")
-
-
-def __getattr__(name: str):
-    """``pull_model`` and ``resolve_model`` from ``edgeagent.runtime.resolve``, on first use."""
-    if name in _MOVED_TO_RESOLVE:
-        from edgeagent.runtime import resolve
-
-        return getattr(resolve, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,9 +22,10 @@ def load_model(model, settings: Settings, *, progress: bool = False, cached: boo
 
 def load_local_model(settings: Settings, *, progress: bool = False):
     """Resolve ``settings.model`` (pulling a catalog model on first use unless offline) and load it."""
-    from edgeagent.runtime.catalog import check_ram, resolve_model
+    from edgeagent.runtime.catalog import check_ram
     from edgeagent.runtime.download import make_progress_bar
     from edgeagent.runtime.local import LocalModel
+    from edgeagent.runtime.resolve import resolve_model
 
     bar = make_progress_bar(settings.model) if progress else None
     path = resolve_model(settings.model, settings, offline=settings.offline, progress=bar)

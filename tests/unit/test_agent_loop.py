@@ -724,15 +724,9 @@ def test_a_bug_in_warm_prefix_is_not_swallowed(tmp_path, monkeypatch):
     assert model.requests == []
 
 
-# ---- bugs found while writing these tests (strict xfail: they pass once fixed) -----------------
+# ---- bugs found while writing these tests (fixed in agent/loop.py) ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loop.Agent.run calls _warm_prefix (and the first _append) before its try block: "
-    "an unexpected exception there ends the request without TurnDone, and the requests row "
-    "stays 'running'",
-)
 def test_a_bug_in_warm_prefix_still_ends_with_turn_done(tmp_path, monkeypatch):
     tool, _ran = weather_tool()
     model = FakeModel(["Never decoded."])
@@ -749,11 +743,6 @@ def test_a_bug_in_warm_prefix_still_ends_with_turn_done(tmp_path, monkeypatch):
     assert row["status"] == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loop.Agent._steps appends 'stopped after N steps' to result.notices but emits no "
-    "Notice event, so the app (which draws Notice events) never shows it",
-)
 def test_the_step_limit_notice_is_an_event(tmp_path):
     tool, _ran = weather_tool()
     model = FakeModel([call("get_weather", city=c) for c in ("Oslo", "Rome")])
@@ -769,12 +758,6 @@ def test_the_step_limit_notice_is_an_event(tmp_path):
     assert "stopped after 2 steps" in [n.text for n in notices(events)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loop.Agent._steps marks a repeated call 'skipped' after CallsChosen recorded it and "
-    "emits no event for it: its tool_calls row stays 'proposed', and its notice is emitted but "
-    "never added to result.notices (the CLI prints result.notices)",
-)
 def test_a_skipped_call_is_recorded_as_skipped(tmp_path):
     tool, _ran = weather_tool()
     again = call("get_weather", city="Oslo")
