@@ -10,9 +10,11 @@ the grammar text, the call prior), so a test can check what the model was shown.
     model = FakeModel([call("get_weather", city="Oslo"), "It is 12 C in Oslo."])
     agent = make_agent(settings, model=model, tools=[get_weather], store=False)
 
-What the fake does not do: it does not check a scripted output against the grammar (the real
-model cannot emit a malformed call; a scripted one can, which is how the parse-error and repair
-paths are tested). The real path is covered by the integration tests on real GGUF models.
+What the fake checks of the grammar: only the envelope's branch. A plain answer where the
+grammar allows only calls (``root ::= call``), or a call where it allows only an answer, raises
+``ImpossibleScript``: a real model could not produce it. Inside a call it checks nothing (a
+scripted malformed call is how the parse-error and repair paths are tested). The real path is
+covered by the integration tests on real GGUF models.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from edgeagent.runtime.chat_template import ChatTemplate, template_for_model
 from edgeagent.runtime.model import EngineInfo, Generation, TokenChoice
 from edgeagent.runtime.prefix_cache import WarmResult
 
-_TOKEN = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
+_TOKEN = re.compile(r"\w+|\s+|[^\w\s]+", re.UNICODE)  # words, spaces, punctuation runs
 SURE = -0.01  # log-probability of a token the model is sure of (p = 0.99)
 UNSURE = -2.5  # log-probability of a token it is not (p = 0.08)
 
 
 class ScriptExhausted(EdgeAgentError):
     """The loop asked a FakeModel for more generations than the test scripted."""
+
+
+class ImpossibleScript(EdgeAgentError):
+    """A scripted output the grammar of that decode could never produce (a real model can't)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,7 @@ class FakeModel:
                 "queue another output, or check why the loop decoded again",
             )
         script = self._queue.pop(0)
+        _check_branch(script.text, request.grammar)
         pieces = _TOKEN.findall(script.text)
         finish = script.finish_reason or ("grammar" if constraint is not None else "stop")
         if max_tokens is not None and len(pieces) > max_tokens:
@@ -224,4 +231,32 @@ class FakeModel:
         self.closed = True
 
 
-__all__ = ["FakeModel", "FakeRequest", "ScriptExhausted", "Scripted", "call", "calls"]
+def _check_branch(text: str, grammar: str | None) -> None:
+    """ImpossibleScript if ``text`` takes an envelope branch the grammar does not have."""
+    if not grammar or not grammar.startswith("root ::= "):
+        return
+    branches = set(grammar.splitlines()[0].removeprefix("root ::= ").split(" | "))
+    if not branches <= {"call", "calls", "answer"}:
+        return  # not the tool-choice envelope
+    is_call = text[:1] in ("{", "[")
+    if is_call and not branches & {"call", "calls"}:
+        raise ImpossibleScript(
+            f"FakeModel: a call was scripted where the grammar allows only {sorted(branches)}",
+            "script a plain answer for this decode",
+        )
+    if not is_call and "answer" not in branches:
+        raise ImpossibleScript(
+            f"FakeModel: an answer was scripted where the grammar requires a call: {text[:40]!r}",
+            "script a call for this decode (the loop required one here)",
+        )
+
+
+__all__ = [
+    "FakeModel",
+    "FakeRequest",
+    "ImpossibleScript",
+    "ScriptExhausted",
+    "Scripted",
+    "call",
+    "calls",
+]

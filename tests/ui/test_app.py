@@ -232,3 +232,41 @@ def test_call_card_shows_verdict_confidence_route_status_latency_and_preview(tmp
             assert "✗ invalid" in text and "→ path outside roots" in text
 
     asyncio.run(scenario())
+
+
+def test_a_turn_on_a_scripted_model_is_drawn_from_the_events(tmp_path):
+    """No GGUF: the app builds its session around a FakeModel, runs a tool call, draws the
+    card, the answer and the meta line from the events, and switches the network in place."""
+    from edgeagent.testing import FakeModel, call
+
+    settings = settings_for(tmp_path, "fake-model.gguf")
+    (settings.allowed_roots[0] / "notes.txt").write_text("Buy milk.\n")
+    model = FakeModel([call("read_file", path="notes.txt"), "The note says: buy milk."])
+    seen: list = []
+
+    async def scenario() -> None:
+        app = make_app(settings, model=model, on_event=seen.append)
+        async with app.run_test(size=SIZE) as pilot:
+            ready = lambda: app.agent is not None and not app.busy  # noqa: E731
+            await wait_for(pilot, ready, 10, "the session")
+            assert app.agent.model is model
+            await pilot.press(*"Read notes.txt", "enter")
+            await wait_for(pilot, lambda: app.turns >= 1, 10, "the turn")
+            await pilot.pause()
+            (card,) = app.query(CallCard)
+            assert "read_file" in card.plain and "ok" in card.plain
+            assert app.conversation.answers()[-1] == "The note says: buy milk."
+            (meta,) = app.query(TurnMeta)
+            assert "local" in meta.text and " J" in meta.text
+            agent, history = app.agent, list(app.agent.history)
+            await pilot.press("ctrl+n")
+            on = lambda: app.agent.settings.network_allowed and not app.busy  # noqa: E731
+            await wait_for(pilot, on, 10, "the network switch")
+            assert app.agent is agent and agent.history == history and agent.model is model
+            await pilot.press("ctrl+l")
+            await pilot.pause()
+            assert app.agent.history == [] and app.conversation.answers() == []
+
+    asyncio.run(scenario())
+    done = [e for e in seen if type(e).__name__ == "TurnDone"]
+    assert len(done) == 1 and done[0].result.status == "done" and model.remaining == 0

@@ -75,3 +75,21 @@ def test_render_tokenize_and_warm_prefix_are_sane(tmp_path):
     assert model.warmed == ["system", "system"]
     model.close()
     assert model.closed
+
+
+def test_a_script_the_envelope_could_never_produce_is_refused():
+    from edgeagent.grammar.envelope import build_envelope
+    from edgeagent.testing import ImpossibleScript
+
+    tools = [("f", {"type": "object", "properties": {"a": {"type": "string"}}})]
+    engine = FakeModel().grammar_engine()
+    required, _ = engine.constrain(build_envelope(tools, mode="required").gbnf)
+    answer_only, _ = engine.constrain(build_envelope(tools, mode="none").gbnf)
+    auto, _ = engine.constrain(build_envelope(tools, mode="auto").gbnf)
+    model = FakeModel(["plain words", call("f", a="x"), "plain words", call("f", a="x")])
+    with pytest.raises(ImpossibleScript, match="requires a call"):
+        model.generate("p", constraint=required)
+    with pytest.raises(ImpossibleScript, match="allows only"):
+        model.generate("p", constraint=answer_only)
+    assert model.generate("p", constraint=auto).text == "plain words"
+    assert model.generate("p", constraint=required).text.startswith('{"name":"f"')
