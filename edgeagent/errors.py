@@ -53,6 +53,10 @@ class RuntimeLoadError(EdgeAgentError):
     """llama.cpp could not load or run a model."""
 
 
+class RequestCancelled(EdgeAgentError):
+    """The user stopped a request (Esc in the app); what ran until then is kept."""
+
+
 class GenerationLimitError(EdgeAgentError):
     """A decode hit its token or wall-clock bound."""
 

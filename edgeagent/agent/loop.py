@@ -17,6 +17,7 @@ and so is everything the local model writes later in the same request (it has se
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from edgeagent.agent.propose import (
 )
 from edgeagent.agent.result import AgentResult
 from edgeagent.config import Settings, load_settings
-from edgeagent.errors import EdgeAgentError
+from edgeagent.errors import EdgeAgentError, RequestCancelled
 from edgeagent.events import (
     CallExecuted,
     CallProposed,
@@ -105,6 +106,8 @@ class Agent:
         self.prefix_source = "none"
         self.conversation_id = new_id()
         self._conversation_open = False  # its ConversationStarted goes out with the first request
+        self._cancel = threading.Event()
+        self._running = False
 
     def _use_settings(self, settings: Settings) -> None:
         """Build what depends on the settings' network switch: tool context, tools, policy,
@@ -141,9 +144,21 @@ class Agent:
         return tuple(s for s in (self.settings.remote_api_key,) if s)
 
     def _emit(self, event: Event) -> None:
-        """The loop's only output: the store's recorder first, then the caller's sink."""
+        """The loop's only output: the store's recorder first, then the caller's sink.
+
+        After ``cancel()`` the next event of the request (every streamed token is one) raises
+        RequestCancelled instead: the decode stops within one token.
+        """
+        if self._cancel.is_set() and not isinstance(event, TurnDone):
+            self._cancel.clear()
+            raise RequestCancelled("stopped by the user", "what ran before the stop is kept")
         self._recorder(event)
         self.on_event(event)
+
+    def cancel(self) -> None:
+        """Stop the running request at its next event (thread-safe; no-op when idle)."""
+        if self._running:
+            self._cancel.set()
 
     # ---- the session ---------------------------------------------------------------------
 
@@ -181,6 +196,32 @@ class Agent:
         self.conversation_id = new_id()
         self._conversation_open = False
         return self.conversation_id
+
+    def resume(self, conversation_id: str) -> list[Message]:
+        """Continue a stored conversation: its turns become the working history.
+
+        Which turns held local-only data was not stored, so every resumed turn but the user's
+        own words is kept from the remote model.
+        """
+        from edgeagent.errors import StoreError
+        from edgeagent.store.conversations import resumable_messages
+
+        if self.store is None:
+            raise StoreError("this session keeps no history to resume from", "use store=True")
+        rows = resumable_messages(self.store, conversation_id)
+        self.history = [
+            Message(
+                row["role"],
+                row["content"] or "",
+                name=row["name"],
+                call_id=row["call_id"],
+                hidden=row["role"] != "user",
+            )
+            for row in rows
+        ]
+        self.conversation_id = conversation_id
+        self._conversation_open = True
+        return list(self.history)
 
     def set_network(self, on: bool) -> None:
         """Allow or forbid the network (remote model, network tools) from the next request on.
@@ -233,6 +274,7 @@ class Agent:
         from edgeagent.metrics.energy import select_energy_meter
 
         started = time.perf_counter()
+        self._cancel.clear()
         name = self.model_name
         if not self._conversation_open:
             self._emit(ConversationStarted(self.conversation_id, name))
@@ -251,6 +293,7 @@ class Agent:
         meter.start()
         self._request_started = started
         self._hold_local = False  # set once a local-only tool has run in this request
+        self._running = True
         try:
             self._warm_prefix(request_id, result)
             self._append("user", prompt)
@@ -265,6 +308,8 @@ class Agent:
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
             raise
         finally:
+            self._running = False
+            self._cancel.clear()
             energy = meter.stop()
             result.energy_j, result.energy_source = energy.joules, energy.source
             result.energy_estimated = energy.estimated

@@ -367,4 +367,3 @@ def recommend(
 ) -> list[ModelEntry]:
     """Instruct models that fit this machine, best first (see ``recommend_with_reasons``)."""
     return [e for e, _ in recommend_with_reasons(total_ram_bytes, physical_cores, catalog)]
-

@@ -174,6 +174,13 @@ def m003_learning(db: Database) -> None:
     db["requests"].add_column("answer_by", str)
 
 
+@migration
+def m004_message_search(db: Database) -> None:
+    """Full-text search over the messages of past conversations (the app's conversation list)."""
+    if fts5_available():
+        db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter")
+
+
 def known_names() -> list[str]:
     """Names of every migration this code knows, in order."""
     return [fn.__name__ for fn in MIGRATIONS]

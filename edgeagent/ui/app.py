@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Header, Input
 
@@ -29,6 +30,7 @@ from edgeagent.errors import EdgeAgentError
 from edgeagent.events import Event, TokenDelta, TurnDone
 from edgeagent.ui.screens.confirm import ConfirmCall
 from edgeagent.ui.widgets.conversation import ConversationLog
+from edgeagent.ui.widgets.sidebar import Sidebar
 from edgeagent.ui.widgets.status import StatusBar, energy_label
 
 if TYPE_CHECKING:
@@ -61,8 +63,31 @@ class EdgeAgentApp(App[None]):
     TITLE = "edgeagent"
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("escape", "stop", "Stop"),
         Binding("ctrl+n", "toggle_network", "Network on/off"),
-        Binding("ctrl+l", "clear", "Clear"),
+        Binding("ctrl+l", "clear", "New conversation"),
+        Binding("ctrl+b", "toggle_sidebar", "Conversations"),
+        Binding("ctrl+y", "copy_answer", "Copy answer"),
+        Binding("f1", "help", "Help"),
+        Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
+        Binding("question_mark", "help", "Help", show=False),
+    ]
+    # what the help screen lists, in this order
+    KEYS = [
+        ("Enter", "send what you typed"),
+        ("Escape", "stop the running request (the decode stops within one token)"),
+        ("Tab / Shift+Tab", "move between the input and the call cards"),
+        ("PageUp / PageDown", "scroll the conversation"),
+        ("Enter on a card", "show or fold its details"),
+        ("Ctrl+N", "network on/off (remote model, network tools)"),
+        ("Ctrl+L", "new conversation (clears the log and the model's history)"),
+        ("Ctrl+B", "past conversations: Enter opens, r renames, d deletes, e exports"),
+        ("Ctrl+Y", "copy the last answer"),
+        ("Ctrl+P", "command palette (every command, and Screenshot)"),
+        ("F1 or ?", "this help (? outside the input)"),
+        ("Ctrl+Q", "quit"),
+        ("y / n in a confirmation", "run / deny the side-effecting call (Escape denies)"),
     ]
 
     class AgentEvent(Message):
@@ -101,7 +126,9 @@ class EdgeAgentApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
-        yield ConversationLog(id="log")
+        with Horizontal(id="main"):
+            yield Sidebar(id="sidebar")
+            yield ConversationLog(id="log")
         yield Input(placeholder="Ask something, Enter to send", id="prompt")
         yield StatusBar(id="status")
         yield Footer()
@@ -195,7 +222,17 @@ class EdgeAgentApp(App[None]):
                 self._pending.discard(answered)
 
     def _push_confirm(self, call: Any, tool: Any, done: Callable[[bool | None], None]) -> None:
-        self.push_screen(ConfirmCall(call, tool), done)
+        def answered(run: bool | None) -> None:
+            done(run)
+            self.focus_prompt()
+
+        self.push_screen(ConfirmCall(call, tool), answered)
+
+    def focus_prompt(self) -> None:
+        """Give the keyboard back to the input (after a modal or a card)."""
+        prompts = self.query("#prompt")
+        if prompts:
+            prompts.first().focus()
 
     # ---- agent lifecycle -----------------------------------------------------------------
 
@@ -261,6 +298,8 @@ class EdgeAgentApp(App[None]):
     # ---- turns ---------------------------------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            return  # the sidebar's search box
         prompt = event.value.strip()
         if not prompt:
             return
@@ -367,6 +406,99 @@ class EdgeAgentApp(App[None]):
         if self.agent is not None:
             self.agent.new_conversation()
         self.conversation.add_notice("cleared: new conversation")
+
+    # ---- past conversations --------------------------------------------------------------
+
+    def action_toggle_sidebar(self) -> None:
+        """Show or hide the list of past conversations."""
+        sidebar = self.query_one(Sidebar)
+        if sidebar.display:
+            sidebar.display = False
+            self.focus_prompt()
+            return
+        if self.agent is None or self.agent.store is None:
+            self.notify("no history to list (no model loaded, or no store)", severity="warning")
+            return
+        sidebar.display = True
+        sidebar.refresh_list()
+        sidebar.query_one("#conv-list").focus()
+
+    def open_conversation(self, conversation_id: str, title: str) -> None:
+        """Resume a stored conversation: the log is redrawn and the model gets its history."""
+        from edgeagent.store.conversations import conversation_record
+
+        agent = self.agent
+        try:
+            record = conversation_record(agent.store, conversation_id)
+            agent.resume(conversation_id)
+        except EdgeAgentError as exc:
+            self.conversation.add_notice(f"could not open the conversation: {exc}", "error")
+            return
+        self.conversation.clear()
+        self.conversation.replay(record)
+        count = len(record["requests"])
+        self.conversation.add_notice(f"resumed “{title}” ({count} requests); go on typing")
+        self.query_one(Sidebar).display = False
+        self.focus_prompt()
+
+    def action_stop(self) -> None:
+        """Escape: stop the running request; when idle, back to the input."""
+        if self.busy and self.agent is not None:
+            self.agent.cancel()
+            self.status_bar.state = "stopping"
+        else:
+            self.focus_prompt()
+
+    def action_scroll_log(self, direction: int) -> None:
+        log = self.conversation
+        (log.scroll_page_down if direction > 0 else log.scroll_page_up)(animate=False)
+
+    def action_help(self) -> None:
+        from edgeagent.ui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.KEYS), lambda _: self.focus_prompt())
+
+    def action_copy_answer(self) -> None:
+        """Copy the last answer to the clipboard (the terminal's, through OSC 52)."""
+        answers = self.conversation.answers()
+        if not answers:
+            self.notify("no answer to copy yet", severity="warning")
+            return
+        self.copy_to_clipboard(answers[-1])
+        self.notify("copied the last answer")
+
+    def get_system_commands(self, screen):
+        """The palette: Textual's commands and the app's own."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New conversation", "Clear the log and the history", self.action_clear)
+        yield SystemCommand(
+            "Network on/off", "Allow or forbid the remote model", self.action_toggle_network
+        )
+        yield SystemCommand("Stop", "Stop the running request", self.action_stop)
+        yield SystemCommand("Copy answer", "Copy the last answer", self.action_copy_answer)
+        yield SystemCommand("Help", "The app's keys", self.action_help)
+        yield SystemCommand(
+            "Conversations",
+            "Past conversations: open, rename, delete, export",
+            self.action_toggle_sidebar,
+        )
+
+    def screenshot_dir(self) -> Path:
+        """Where screenshots go: ``$EDGEAGENT_HOME/screenshots`` (created), else the cwd."""
+        folder = self.settings.home / "screenshots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return Path.cwd()
+        return folder
+
+    def deliver_screenshot(self, filename=None, path=None, time_format=None):
+        """Save to ``screenshot_dir()`` unless a path is given (the default, ~/Downloads, may
+        not exist: "Failed to save screenshot")."""
+        where = path or str(self.screenshot_dir())
+        key = super().deliver_screenshot(filename, where, time_format)
+        self.notify(f"screenshot saved in {where}")
+        return key
 
     async def action_quit(self) -> None:
         self._release()

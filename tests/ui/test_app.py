@@ -213,14 +213,17 @@ def test_call_card_shows_verdict_confidence_route_status_latency_and_preview(tmp
             await pilot.pause()
             (card,) = app.query(CallCard)
             text = card.plain
-            for part in ('read_file {"path":"notes.txt"}', "✓ valid", "confidence 0.83", "local"):
+            sure = "sure (0.83): tool choice 90%, weakest argument 80%"
+            for part in ('read_file {"path":"notes.txt"}', "✓ ran", sure, "local"):
                 assert part in text
-            for part in ("network off", "ok", "12 ms", "→ The launch code is 4242."):
+            for part in ("network off", "12 ms", "→ The launch code is 4242."):
                 assert part in text
-            assert "decision 0.90, arg_min 0.80" in card.tooltip
-            assert "confidence parts" not in text
+            assert "valid" not in text and text.count("ran") == 1  # one status, in words
+            assert sure in card.tooltip and "decision" not in card.tooltip
+            assert "in detail" not in text
             await pilot.click(CallCard)
-            assert "confidence parts: decision 0.90, arg_min 0.80" in card.plain
+            assert "how sure, in detail: " + sure in card.plain
+            assert app.focused is app.query_one("#prompt")  # a click does not steal typing
 
             bad = ToolCall("read_file", {"path": "/etc/passwd"}, confidence=0.4)
             log.post_message(EdgeAgentApp.AgentEvent(CallProposed("r2", bad)))
@@ -230,6 +233,8 @@ def test_call_card_shows_verdict_confidence_route_status_latency_and_preview(tmp
             await pilot.pause()
             text = app.query(CallCard)[-1].plain
             assert "✗ invalid" in text and "→ path outside roots" in text
+            assert text.count("invalid") == 1  # not a verdict and a status saying the same
+            assert "unsure (0.40)" in text
 
     asyncio.run(scenario())
 
@@ -254,7 +259,7 @@ def test_a_turn_on_a_scripted_model_is_drawn_from_the_events(tmp_path):
             await wait_for(pilot, lambda: app.turns >= 1, 10, "the turn")
             await pilot.pause()
             (card,) = app.query(CallCard)
-            assert "read_file" in card.plain and "ok" in card.plain
+            assert "read_file" in card.plain and "✓ ran" in card.plain
             assert app.conversation.answers()[-1] == "The note says: buy milk."
             (meta,) = app.query(TurnMeta)
             assert "local" in meta.text and " J" in meta.text

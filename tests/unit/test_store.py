@@ -15,7 +15,7 @@ from edgeagent.store import Store, migrations, scrub_secrets
 from edgeagent.store import db as store_db
 from edgeagent.types import RouteDecision, ToolCall, ToolResult, Usage
 
-ALL_MIGRATIONS = ["m001_initial", "m002_request_owner", "m003_learning"]
+ALL_MIGRATIONS = ["m001_initial", "m002_request_owner", "m003_learning", "m004_message_search"]
 EXPECTED_COLUMNS = {
     "_migrations": ["name", "applied_at"],
     "conversations": ["id", "title", "model", "created_at"],
@@ -112,14 +112,16 @@ def _fill(path):
 
 
 def test_migrations_create_exactly_the_expected_columns(store):
-    user_tables = {t for t in store.db.table_names() if not t.startswith("notes_fts")}
+    user_tables = {
+        t for t in store.db.table_names() if not t.startswith(("notes_fts", "messages_fts"))
+    }
     assert user_tables == set(EXPECTED_COLUMNS)
     for table, columns in EXPECTED_COLUMNS.items():
         assert [c.name for c in store.db[table].columns] == columns, table
     assert store.db["tool_calls"].foreign_keys[0].other_table == "requests"
     assert {fk.other_table for fk in store.db["messages"].foreign_keys} == {"conversations"}
     if migrations.fts5_available():
-        assert "notes_fts" in store.db.table_names()
+        assert {"notes_fts", "messages_fts"} <= set(store.db.table_names())
 
 
 def test_migrations_recorded_and_reopen_is_idempotent(db_path):

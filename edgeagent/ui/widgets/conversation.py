@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.console import RenderableType
+from rich.markdown import Markdown
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -62,11 +65,20 @@ class UserMessage(Static):
         self.text = text
 
 
+def as_markdown(text: str) -> RenderableType:
+    """The answer rendered as markdown (code blocks highlighted); a call envelope as text."""
+    if not text.strip():
+        return Text("(empty answer)", style="dim")
+    if text.lstrip()[:1] in ("{", "["):
+        return Text(text)
+    return Markdown(text, code_theme="monokai", hyperlinks=False)
+
+
 class AnswerMessage(Static):
-    """The model's answer: streamed token by token, then set to the final answer."""
+    """The model's answer as markdown: streamed token by token, then set to the final answer."""
 
     def __init__(self, request_id: str, text: str = "", *, draft: bool = True) -> None:
-        super().__init__(Text(text), classes="answer draft" if draft else "answer")
+        super().__init__(as_markdown(text), classes="answer draft" if draft else "answer")
         self.request_id = request_id
         self.text = text
 
@@ -77,12 +89,12 @@ class AnswerMessage(Static):
 
     def append(self, piece: str) -> None:
         self.text += piece
-        self.update(Text(self.text))
+        self.update(Text(self.text) if self.looks_like_call else as_markdown(self.text))
 
     def finish(self, answer: str) -> None:
         self.text = answer
         self.remove_class("draft")
-        self.update(Text(answer) if answer.strip() else Text("(empty answer)", style="dim"))
+        self.update(as_markdown(answer))
 
 
 class TurnMeta(Static):
@@ -103,9 +115,38 @@ class NoticeLine(Static):
         self.level = level
 
 
-class CallCard(Widget):
-    """A compact card for one tool call; click it to expand (confidence parts, full output)."""
+SURE, FAIRLY_SURE = 0.8, 0.5
+PART_WORDS = {
+    "decision": "tool choice",
+    "name_margin": "name over the runner-up",
+    "arg_min": "weakest argument",
+    "arg_mean": "arguments on average",
+}
+STATUS_WORDS = {
+    "ok": "✓ ran",
+    "declined": "declined",
+    "skipped": "skipped (already tried)",
+    "not_executed": "not run (no implementation)",
+    "invalid": "✗ invalid",
+    "error": "✗ failed",
+    "timeout": "✗ timed out",
+}
 
+
+def how_sure(score: float | None, parts: dict[str, float], detail: bool = False) -> str:
+    """Confidence in words, e.g. ``unsure (0.27): tool choice 55%, weakest argument 36%``."""
+    if score is None:
+        return "how sure: unknown"
+    word = "sure" if score >= SURE else "fairly sure" if score >= FAIRLY_SURE else "unsure"
+    keys = list(PART_WORDS) if detail else ["decision", "arg_min"]
+    shown = [f"{PART_WORDS[k]} {parts[k] * 100:.0f}%" for k in keys if k in parts]
+    return f"{word} ({score:.2f})" + (": " + ", ".join(shown) if shown else "")
+
+
+class CallCard(Widget, can_focus=True):
+    """A compact card for one tool call; Enter or a click expands it (how sure, full output)."""
+
+    BINDINGS = [Binding("enter", "toggle", "Details")]
     expanded: reactive[bool] = reactive(False, layout=True)
 
     def __init__(self, request_id: str, call: ToolCall) -> None:
@@ -142,8 +183,15 @@ class CallCard(Widget):
         self._update_tooltip()
         self.refresh(layout=True)
 
-    def on_click(self) -> None:
+    def action_toggle(self) -> None:
         self.expanded = not self.expanded
+
+    def on_click(self) -> None:
+        """Expand or fold; typing goes on into the input (a click must not steal it)."""
+        self.expanded = not self.expanded
+        prompt = self.screen.query("#prompt")
+        if prompt:
+            prompt.first().focus()
 
     # ---- rendering -----------------------------------------------------------------------
 
@@ -155,18 +203,14 @@ class CallCard(Widget):
             return "invalid"
         return self.call.status
 
-    def confidence_parts_text(self) -> str:
-        parts = self.call.confidence_parts or {}
-        if not parts:
-            return "no confidence parts"
-        return ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
+    def how_sure(self, detail: bool = False) -> str:
+        return how_sure(self.call.confidence, self.call.confidence_parts or {}, detail)
 
     def _update_tooltip(self) -> None:
-        score = "-" if self.call.confidence is None else f"{self.call.confidence:.2f}"
-        lines = [f"confidence {score}: {self.confidence_parts_text()}"]
+        lines = [self.how_sure(detail=True)]
         if self.decision is not None:
             lines.append(f"route {self.decision.route}: {self.decision.reason}")
-        lines.append("click to expand")
+        lines.append("Enter or click for details")
         self.tooltip = "\n".join(lines)
 
     def render(self) -> Text:
@@ -189,7 +233,9 @@ class CallCard(Widget):
             shown = reason if self.expanded else clip(reason, width - len(route) - 11)
             text.append(f": {shown}", style="dim")
         if self.expanded:
-            text.append(f"\n  confidence parts: {self.confidence_parts_text()}", style="dim")
+            text.append(f"\n  how sure, in detail: {self.how_sure(detail=True)}", style="dim")
+            if self.result is not None and self.result.wait_s:
+                text.append(f"\n  you took {self.result.wait_s:.1f} s to confirm", style="dim")
         body = self._body()
         if body:
             style = "red" if self.status in ("error", "timeout", "invalid") else ""
@@ -201,19 +247,26 @@ class CallCard(Widget):
             text.append(shown, style=style)
         return text
 
+    def _status_words(self) -> str:
+        """One status: what became of the call (not a verdict and a status side by side)."""
+        if self.result is None and self.valid is None:
+            return "validating"
+        if self.result is None and self.valid:
+            return (
+                "✓ valid"
+                if self.call.status == "proposed"
+                else STATUS_WORDS.get(self.call.status, self.call.status)
+            )
+        return STATUS_WORDS.get(self.status, self.status)
+
     def _verdict_line(self) -> Text:
         line = Text("  ")
-        if self.valid is None:
-            line.append("validating", style="dim")
-        elif self.valid:
-            line.append("✓ valid", style="green")
-        else:
-            line.append("✗ invalid", style="bold red")
-        score = "-" if self.call.confidence is None else f"{self.call.confidence:.2f}"
-        line.append(f" · confidence {score} · ")
-        line.append(self.status, style=STATUS_STYLES.get(self.status, ""))
+        words = self._status_words()
+        style = "green" if words == "✓ valid" else STATUS_STYLES.get(self.status, "")
+        line.append(words, style=style)
+        line.append(f" · {self.how_sure()}")
         if self.result is not None:
-            line.append(f" · {self.result.duration_s * 1000:.0f} ms")
+            line.append(f" · {self.result.duration_s * 1000:.0f} ms")  # the tool's own time
             if self.result.truncated:
                 line.append(" · truncated", style="yellow")
         return line
@@ -232,8 +285,12 @@ class CallCard(Widget):
         return self.render().plain
 
 
-class ConversationLog(VerticalScroll):
-    """The scrolling log. ``show(event)`` draws one agent event; ``finish_turn`` closes a turn."""
+class ConversationLog(VerticalScroll, can_focus=False):
+    """The scrolling log. ``show(event)`` draws one agent event; ``finish_turn`` closes a turn.
+
+    It takes no focus itself (Tab goes from the input straight to the call cards); the app
+    scrolls it with PageUp/PageDown.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -334,6 +391,24 @@ class ConversationLog(VerticalScroll):
         if result.steps > 1:
             parts.append(f"{result.steps} steps")
         self._add(TurnMeta(" · ".join(parts)))
+
+    def replay(self, record: dict) -> None:
+        """Draw a stored conversation (``store.conversations.conversation_record``): each
+        request, its calls as one line each, the answer and what it cost."""
+        for request in record["requests"]:
+            self.add_user(request["prompt"])
+            for call in request["calls"]:
+                line = f"{call['name']} {call['arguments_json']} · {call['status']}"
+                self._add(TurnMeta(line))
+            final = AnswerMessage(request["id"], draft=False)
+            final.finish(request.get("answer") or "")
+            self._add(final)
+            cost = (
+                f"{request.get('route') or 'local'} · {request.get('latency_s') or 0:.2f} s · "
+                f"{request.get('energy_j') or 0:.2f} J ({request.get('energy_source') or '?'})"
+            )
+            self._add(TurnMeta(cost))
+        self._draft = None
 
     def clear(self) -> None:
         """Remove everything shown."""
