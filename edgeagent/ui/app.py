@@ -30,6 +30,7 @@ from edgeagent.errors import EdgeAgentError
 from edgeagent.events import Event, TokenDelta, TurnDone
 from edgeagent.ui.screens.confirm import ConfirmCall
 from edgeagent.ui.widgets.conversation import ConversationLog
+from edgeagent.ui.widgets.session import SessionPanel, point_of
 from edgeagent.ui.widgets.sidebar import Sidebar
 from edgeagent.ui.widgets.status import StatusBar, energy_label
 
@@ -67,6 +68,7 @@ class EdgeAgentApp(App[None]):
         Binding("ctrl+n", "toggle_network", "Network on/off"),
         Binding("ctrl+l", "clear", "New conversation"),
         Binding("ctrl+b", "toggle_sidebar", "Conversations"),
+        Binding("f2", "toggle_session", "Session"),
         Binding("ctrl+y", "copy_answer", "Copy answer"),
         Binding("f1", "help", "Help"),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
@@ -84,6 +86,7 @@ class EdgeAgentApp(App[None]):
         ("Ctrl+L", "new conversation (clears the log and the model's history)"),
         ("Ctrl+B", "past conversations: Enter opens, r renames, d deletes, e exports"),
         ("Ctrl+Y", "copy the last answer"),
+        ("F2", "session panel: latency and energy per request, tokens/s, CPU, RAM, battery"),
         ("Ctrl+P", "command palette (every command, and Screenshot)"),
         ("F1 or ?", "this help (? outside the input)"),
         ("Ctrl+Q", "quit"),
@@ -129,6 +132,7 @@ class EdgeAgentApp(App[None]):
         with Horizontal(id="main"):
             yield Sidebar(id="sidebar")
             yield ConversationLog(id="log")
+        yield SessionPanel(id="session")
         yield Input(placeholder="Ask something, Enter to send", id="prompt")
         yield StatusBar(id="status")
         yield Footer()
@@ -353,6 +357,7 @@ class EdgeAgentApp(App[None]):
             bar.energy = energy_label(
                 result.energy_j, result.energy_source, result.energy_estimated
             )
+            self.query_one(SessionPanel).add(point_of(result))
         if stats is not None:
             self._show_stats(stats)
 
@@ -449,6 +454,13 @@ class EdgeAgentApp(App[None]):
         else:
             self.focus_prompt()
 
+    def action_toggle_session(self) -> None:
+        """Show or hide the session panel (it refreshes the machine's figures when shown)."""
+        panel = self.query_one(SessionPanel)
+        panel.display = not panel.display
+        if panel.display:
+            panel.redraw()
+
     def action_scroll_log(self, direction: int) -> None:
         log = self.conversation
         (log.scroll_page_down if direction > 0 else log.scroll_page_up)(animate=False)
@@ -477,6 +489,9 @@ class EdgeAgentApp(App[None]):
         yield SystemCommand("Stop", "Stop the running request", self.action_stop)
         yield SystemCommand("Copy answer", "Copy the last answer", self.action_copy_answer)
         yield SystemCommand("Help", "The app's keys", self.action_help)
+        yield SystemCommand(
+            "Session", "Latency and energy over this session", self.action_toggle_session
+        )
         yield SystemCommand(
             "Conversations",
             "Past conversations: open, rename, delete, export",

@@ -228,3 +228,30 @@ def test_past_conversations_open_rename_delete_and_export_from_the_sidebar(tmp_p
     (exported,) = (settings.home / "exports").glob("conversation-*.md")
     assert "Where is the milk?" in exported.read_text() and "# Groceries" in exported.read_text()
     assert exported.with_suffix(".json").is_file()
+
+
+def test_the_session_panel_plots_each_request(tmp_path):
+    from edgeagent.ui.widgets.session import SessionPanel
+
+    app, _model, _settings = fake_app(tmp_path, ["One.", "Two."])
+
+    async def scenario() -> None:
+        async with app.run_test(size=SMALL) as pilot:
+            await ready(pilot, app)
+            panel = app.query_one(SessionPanel)
+            assert not panel.display
+            for n, prompt in enumerate(("first", "second"), start=1):
+                await pilot.press(*prompt, "enter")
+                await wait_for(pilot, lambda n=n: app.turns >= n, 10, prompt)
+            await pilot.press("f2")
+            await pilot.pause()
+            assert panel.display and len(panel.points) == 2
+            shown = " ".join(
+                str(panel.query_one(f"#session-{name}").content)
+                for name in ("latency", "energy", "speed", "machine")
+            )
+            for part in ("latency", "median", "(2 requests)", "tokens/s", "J per output", "CPU"):
+                assert part in shown, part
+            assert panel.query_one("#latency-spark").data == [p.latency_s for p in panel.points]
+
+    asyncio.run(scenario())
