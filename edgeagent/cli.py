@@ -98,7 +98,31 @@ def chat(model: str | None, adapter: str | None, offline: bool | None) -> None:
     from edgeagent.ui.app import run_app
 
     overrides = {"model": model, "adapter": adapter, **_network_overrides(offline)}
-    run_app(_settings(**overrides))
+    settings = _settings(**overrides)
+    run_app(settings, first_run=model is None and _first_run(settings))
+
+
+def _first_run(settings) -> bool:
+    """No model chosen anywhere (option, EDGEAGENT_MODEL, config.toml) and the default model
+    not installed: the app opens on its model picker instead of pulling the default silently."""
+    import os
+
+    from edgeagent.config import tomllib
+    from edgeagent.errors import EdgeAgentError
+    from edgeagent.runtime.catalog import is_installed, load_catalog
+
+    if os.environ.get("EDGEAGENT_MODEL"):
+        return False
+    try:
+        if "model" in tomllib.loads(settings.config_path.read_text(encoding="utf-8")):
+            return False
+    except (OSError, tomllib.TOMLDecodeError):
+        pass
+    try:
+        entry = load_catalog().get(settings.model)
+    except EdgeAgentError:
+        return False  # a path or an unknown id: not the catalog default
+    return not is_installed(entry, settings)
 
 
 @cli.command()

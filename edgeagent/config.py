@@ -289,9 +289,24 @@ def load_settings(**overrides) -> Settings:
     return Settings(**values)
 
 
-def set_config_value(home: Path, key: str, value: str | None) -> Path:
-    """Set (or with None remove) one top-level string setting in ``home/config.toml``, keeping
-    every other line as it is; the result is read back and checked before it replaces the file."""
+def parse_setting(name: str, text: str):
+    """A setting's value from what a user typed, checked like a config file's (ConfigError
+    saying what is wrong otherwise)."""
+    if name not in _FIELDS or name == "home":
+        raise ConfigError(f"unknown setting {name!r}", "see the settings in the README")
+    value = _coerce(name, text, "this field")
+    if (kind := str(_FIELDS[name].type)).endswith("None") and "str" in kind and not text.strip():
+        value = None
+    problem = check_field(name, value)
+    if problem:
+        raise ConfigError(problem, "fix the value")
+    return value
+
+
+def set_config_value(home: Path, key: str, value: str | float | bool | list | None) -> Path:
+    """Set (or with None remove) one top-level setting in ``home/config.toml``, keeping every
+    other line as it is; the result is read back and checked before it replaces the file. A
+    file holding the remote API key is made readable by its owner only."""
     import json
     import re
 
@@ -310,5 +325,7 @@ def set_config_value(home: Path, key: str, value: str | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("config.toml.part")
     tmp.write_text(text, encoding="utf-8")
+    if "remote_api_key" in tomllib.loads(text):
+        os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path

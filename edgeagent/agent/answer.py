@@ -272,3 +272,11 @@ def not_done_lines(failures: Sequence[tuple[str, str]]) -> str:
     """One honest line per call that did not run or failed: ``Not done: TOOL: why``."""
     lines = dict.fromkeys(f"Not done: {name}: {why}" for name, why in failures)
     return "\n".join(lines)
+
+
+def fallback_answer(results) -> str:
+    """At the step limit: the last good result shown as data, and what was not done."""
+    ok = [r for r in results if r.ok]
+    text = show_result(ok[-1].name, ok[-1].output) if ok else "I could not finish this request."
+    failed = [(r.name, r.error or r.status) for r in results if not r.ok]
+    return f"{text}\n\n{not_done_lines(failed)}" if failed else text

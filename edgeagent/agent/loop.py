@@ -91,6 +91,7 @@ class Agent:
         self._confirm = confirm
         self._auto_approve = auto_approve
         self._use_settings(self.settings)
+        self._engine = engine
         self.proposer = LocalProposer(self.model, self.registry, self.settings, engine)
         self.history: list[Message] = []
         self._hold_local = False
@@ -180,14 +181,11 @@ class Agent:
         they cannot be read."""
         if self.store is None:
             return None
-        import logging
-
         from edgeagent.metrics.stats import compute_stats
 
         try:
             return compute_stats(self.store)
-        except EdgeAgentError as exc:
-            logging.getLogger("edgeagent.agent").warning("stats unavailable: %s", exc)
+        except EdgeAgentError:  # a damaged history: the app shows no figures, not an error
             return None
 
     def new_conversation(self) -> str:
@@ -198,41 +196,38 @@ class Agent:
         return self.conversation_id
 
     def resume(self, conversation_id: str) -> list[Message]:
-        """Continue a stored conversation: its turns become the working history.
-
-        Which turns held local-only data was not stored, so every resumed turn but the user's
-        own words is kept from the remote model.
-        """
+        """Continue a stored conversation (``store.conversations.resumed_history``)."""
         from edgeagent.errors import StoreError
-        from edgeagent.store.conversations import resumable_messages
+        from edgeagent.store.conversations import resumed_history
 
         if self.store is None:
             raise StoreError("this session keeps no history to resume from", "use store=True")
-        rows = resumable_messages(self.store, conversation_id)
-        self.history = [
-            Message(
-                row["role"],
-                row["content"] or "",
-                name=row["name"],
-                call_id=row["call_id"],
-                hidden=row["role"] != "user",
-            )
-            for row in rows
-        ]
+        self.history = resumed_history(self.store, conversation_id)
         self.conversation_id = conversation_id
         self._conversation_open = True
         return list(self.history)
 
-    def set_network(self, on: bool) -> None:
-        """Allow or forbid the network (remote model, network tools) from the next request on.
+    def set_model(self, model) -> None:
+        """Decode with another model (a Model, an id or a path) from the next request on; the
+        history and the conversation stay. The old model is its owner's to close."""
+        from edgeagent.runtime.session import load_model
 
-        Turning it on also clears ``offline``. Only the tool context, the tools built on it,
-        the policy and the router are rebuilt: the model, the history and the conversation stay.
-        """
-        changes: dict = {"allow_network": bool(on)}
-        if on:
-            changes["offline"] = False
-        self._use_settings(self.settings.replace(**changes))
+        self.model = load_model(model, self.settings)
+        self.proposer = LocalProposer(self.model, self.registry, self.settings, self._engine)
+        self._warmed, self.prefix_source = False, "none"
+
+    def set_network(self, on: bool) -> None:
+        """Allow or forbid the network (remote model, network tools); on also clears offline."""
+        self.update_settings(allow_network=bool(on), **({"offline": False} if on else {}))
+
+    def update_settings(self, **changes) -> None:
+        """Apply changed settings from the next request on: only the tool context, the tools
+        built on it, the policy and the router are rebuilt (model, history and conversation
+        stay); a new API key is scrubbed from the history like the first."""
+        settings = self.settings.replace(**changes)
+        if self.store is not None and settings.remote_api_key:
+            self.store.add_secret(settings.remote_api_key)
+        self._use_settings(settings)
 
     # ---- routing -------------------------------------------------------------------------
 
@@ -429,7 +424,9 @@ class Agent:
             asked = self.proposer.follow_up_evidence(self._used_tools)
             mode = "auto" if asked and self.settings.follow_up_calls else "none"
         if not result.answer:
-            result.answer, result.answer_by = self._fallback_answer(result), "runtime"
+            from edgeagent.agent.answer import fallback_answer
+
+            result.answer, result.answer_by = fallback_answer(result.results), "runtime"
         notice = f"stopped after {self.settings.max_steps} steps"
         result.notices.append(notice)
         self._emit(Notice(request_id, notice, "warning"))
@@ -513,16 +510,6 @@ class Agent:
             result.notices.append(notice)
             self._emit(Notice(request_id, notice, "warning"))
         return text
-
-    @staticmethod
-    def _fallback_answer(result: AgentResult) -> str:
-        """At the step limit: the last result shown as data, and what was not done."""
-        from edgeagent.agent.answer import not_done_lines, show_result
-
-        ok = [r for r in result.results if r.ok]
-        text = show_result(ok[-1].name, ok[-1].output) if ok else "I could not finish this request."
-        failed = [(r.name, r.error or r.status) for r in result.results if not r.ok]
-        return f"{text}\n\n{not_done_lines(failed)}" if failed else text
 
     # ---- history -------------------------------------------------------------------------
 

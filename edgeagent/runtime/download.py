@@ -471,10 +471,11 @@ def _pip_download(
             ) from exc
         while True:
             try:
-                code = proc.wait(timeout=0.5)
-                break
-            except subprocess.TimeoutExpired:
-                on_tick()
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    on_tick()  # may raise: a cancelled pull (the handler below kills pip)
             except BaseException:
                 proc.kill()
                 proc.wait()

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from edgeagent.errors import StoreError
+from edgeagent.types import Message
 
 TITLE_CHARS = 60
 
@@ -181,13 +182,27 @@ def export_markdown(store, conversation_id: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def resumable_messages(store, conversation_id: str) -> list[dict]:
-    """The stored turns of a conversation, oldest first, for the agent's history."""
+def resumed_history(store, conversation_id: str) -> list[Message]:
+    """The stored turns of a conversation, oldest first, as the agent's working history.
+
+    Which turns held local-only data was not stored, so every turn but the user's own words
+    is marked hidden (never sent to the remote model).
+    """
     _require(store, conversation_id)
-    return store.query(
+    rows = store.query(
         "SELECT role, content, name, call_id FROM messages WHERE conversation_id = ? ORDER BY id",
         (conversation_id,),
     )
+    return [
+        Message(
+            row["role"],
+            row["content"] or "",
+            name=row["name"],
+            call_id=row["call_id"],
+            hidden=row["role"] != "user",
+        )
+        for row in rows
+    ]
 
 
 def summary_dict(summary: ConversationSummary) -> dict:
@@ -203,6 +218,6 @@ __all__ = [
     "export_markdown",
     "list_conversations",
     "rename_conversation",
-    "resumable_messages",
+    "resumed_history",
     "summary_dict",
 ]

@@ -286,6 +286,11 @@ class Store:
 
     # -- opening ---------------------------------------------------------------------------
 
+    def add_secret(self, secret: str) -> None:
+        """Scrub ``secret`` too from every row written from now on (a key set while running)."""
+        if secret and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
+
     def _probe(self, conn: sqlite3.Connection) -> None:
         probe_database(conn, self.path)
 

