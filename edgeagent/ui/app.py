@@ -299,7 +299,7 @@ class EdgeAgentApp(App[None]):
         tools = ", ".join(agent.registry.names()) or "none"
         self.conversation.add_notice(
             f"ready: {agent.model_name}; tools: {tools}. "
-            "Write and network calls ask first; click a call card for details."
+            "Write and network calls ask first; Tab or click a call card for details; F1: keys."
         )
         for warning in agent.model_warnings():
             self.conversation.add_notice(warning, "warning")
