@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgeagent.config import Settings
 from edgeagent.grammar.compiler import compile_schema
-from edgeagent.grammar.envelope import build_envelope
+from edgeagent.grammar.envelope import MAX_CALLS, build_envelope
 
 COMMAND = "python scripts/regenerate_grammars.py"
 # The command named in the committed files' headers. It is part of their bytes, so it stays as
@@ -24,7 +24,7 @@ HEADER_COMMAND = "python -m edgeagent.grammar.generated"
 ENVELOPE_FILE = "envelope_builtin.gbnf"
 BUILTIN_DIR = "builtin"
 ENVELOPE_MODE = "auto"
-ENVELOPE_MAX_CALLS = 4  # the agent's bound on parallel calls in one reply
+ENVELOPE_MAX_CALLS = MAX_CALLS  # the agent's bound on parallel calls in one reply
 
 
 def default_grammars_dir() -> Path:

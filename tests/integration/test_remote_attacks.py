@@ -467,7 +467,7 @@ def test_a_well_formed_gzip_reply_still_works():
 
 
 def test_a_reply_with_thousands_of_calls_gets_at_most_the_local_bound():
-    from edgeagent.agent.propose import MAX_PARALLEL_CALLS
+    from edgeagent.grammar.envelope import MAX_CALLS
     from edgeagent.agent.router import screen_remote_calls
     from edgeagent.tools.registry import ToolRegistry, tool_from_openai
 
@@ -486,5 +486,5 @@ def test_a_reply_with_thousands_of_calls_gets_at_most_the_local_bound():
     with canned_server(responder) as (url, _):
         reply = chat(url)
     validations = screen_remote_calls(reply.calls, ToolRegistry([tool_from_openai(WEATHER)]))
-    assert sum(v.valid for v in validations) == MAX_PARALLEL_CALLS
+    assert sum(v.valid for v in validations) == MAX_CALLS
     assert "at most 4 are considered" in (reply.calls[-1].error or "")
