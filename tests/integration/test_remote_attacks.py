@@ -467,8 +467,8 @@ def test_a_well_formed_gzip_reply_still_works():
 
 
 def test_a_reply_with_thousands_of_calls_gets_at_most_the_local_bound():
-    from edgeagent.grammar.envelope import MAX_CALLS
     from edgeagent.agent.router import screen_remote_calls
+    from edgeagent.grammar.envelope import MAX_CALLS
     from edgeagent.tools.registry import ToolRegistry, tool_from_openai
 
     calls = [
