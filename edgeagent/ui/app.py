@@ -476,6 +476,14 @@ class EdgeAgentApp(App[None]):
 
         open_settings(self)
 
+    def action_export(self) -> None:
+        """Export the current conversation (once it has a request) to the exports folder."""
+        agent = self.agent
+        if agent is None or agent.store is None or not self.turns:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        self.query_one(Sidebar).export(agent.conversation_id)
+
     def action_toggle_session(self) -> None:
         """Show or hide the session panel (it refreshes the machine's figures when shown)."""
         panel = self.query_one(SessionPanel)
@@ -515,6 +523,9 @@ class EdgeAgentApp(App[None]):
             "Switch model", "Installed and catalog models", self.action_switch_model
         )
         yield SystemCommand("Settings", "Threshold, folders, remote endpoint", self.action_settings)
+        yield SystemCommand(
+            "Export conversation", "This conversation as markdown and JSON", self.action_export
+        )
         yield SystemCommand(
             "Session", "Latency and energy over this session", self.action_toggle_session
         )

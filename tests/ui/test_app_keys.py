@@ -129,6 +129,9 @@ def test_answers_are_markdown_and_the_last_one_can_be_copied(tmp_path):
             assert "print" in screen and "```" not in screen  # the fence is rendered, not shown
             await pilot.press("ctrl+y")
             assert copied == [answer]
+            app.action_export()  # the palette's "Export conversation"
+            (exported,) = (app.settings.home / "exports").glob("*.md")
+            assert "Show me python code" in exported.read_text()
 
     asyncio.run(scenario())
     assert "```" not in str(as_markdown("plain words"))
@@ -142,6 +145,8 @@ def test_the_palette_has_the_apps_commands_and_screenshots_land_in_home(tmp_path
             await ready(pilot, app)
             titles = [c.title for c in app.get_system_commands(app.screen)]
             for title in ("New conversation", "Network on/off", "Stop", "Help", "Screenshot"):
+                assert title in titles
+            for title in ("Switch model", "Settings", "Conversations", "Export conversation"):
                 assert title in titles
             app.deliver_screenshot()
             await pilot.pause()

@@ -129,7 +129,7 @@ class Sidebar(Vertical):
             question = f"Delete “{title}” and everything in it? This cannot be undone."
             app.push_screen(AskYesNo(question), lambda yes: self._delete(picked, yes))
         elif message.action == "export":
-            self._export(picked)
+            self.export(picked)
 
     def _rename(self, conversation_id: str, title: str | None) -> None:
         from edgeagent.store.conversations import rename_conversation
@@ -159,7 +159,7 @@ class Sidebar(Vertical):
         self.refresh_list()
         self.query_one("#conv-list").focus()
 
-    def _export(self, conversation_id: str) -> None:
+    def export(self, conversation_id: str) -> None:
         """Write the conversation to ``$EDGEAGENT_HOME/exports`` as markdown and JSON."""
         from edgeagent.store.conversations import export_json, export_markdown
 
