@@ -198,3 +198,25 @@ def test_settings_are_checked_field_by_field_saved_and_used(tmp_path):
     assert config.stat().st_mode & 0o077 == 0  # the key's file is the owner's only
     for path in settings.home.glob("*.db*"):
         assert key.encode() not in path.read_bytes()  # scrubbed from the history
+
+
+def test_first_run_offline_with_nothing_installed_says_what_to_do(tmp_path):
+    """No GGUF anywhere: the picker offers nothing it cannot deliver, Escape takes the
+    default, and the default's absence is said with how to get it (nothing hangs)."""
+    settings = settings_for(tmp_path, models_dir=tmp_path / "empty", offline=True)
+
+    async def scenario() -> None:
+        app = make_app(settings, first_run=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            picker = app.screen
+            assert isinstance(picker, ModelPicker) and "Welcome" in app.export_screenshot()
+            assert not any(c.available for c in picker.choices)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.busy, 20, "the load to fail")
+            notices = app.conversation.notices()
+            assert notices[-1].startswith("could not load the model")
+            assert "no model" in app.status_bar.plain
+            assert not (settings.home / "config.toml").exists()  # nothing was picked
+
+    asyncio.run(scenario())
