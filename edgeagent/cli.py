@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import click
 
 from edgeagent.__about__ import __version__
+from edgeagent.cli_output import echo, human_bytes, print_json
 from edgeagent.errors import EdgeAgentError
 
 
@@ -25,33 +25,8 @@ def _network_overrides(offline: bool | None) -> dict:
     return {"offline": offline, "allow_network": not offline}
 
 
-# C0 controls but tab and newline, DEL, C1 controls, and bidi overrides/isolates: what a model,
-# a remote or a file could use to rewrite the terminal (OSC 52 clipboard, title, screen clears)
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with terminal control characters shown as ``\\uXXXX`` (valid inside JSON too)."""
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
-
-
-def _echo(message: object = "", *, err: bool = False) -> None:
-    """click.echo of text made terminal-safe: everything this CLI prints goes through here."""
-    click.echo(terminal_safe(str(message)), err=err)
-
-
-def _print_json(data) -> None:
-    _echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def _human_bytes(size: int | float | None) -> str:
-    if size is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
+# the CLI's printing helpers, under the names its commands use
+_echo, _print_json, _human_bytes = echo, print_json, human_bytes
 
 
 class EdgeAgentGroup(click.Group):

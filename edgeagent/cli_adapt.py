@@ -7,31 +7,10 @@ from pathlib import Path
 
 import click
 
-
-# edgeagent.cli adds this group when it loads; importing it back at module level would be circular
-# under `python -m edgeagent.cli`, so its helpers are looked up when a command runs
-def _echo(*args, **kwargs):
-    from edgeagent.cli import _echo as echo
-
-    return echo(*args, **kwargs)
-
-
-def _print_json(data) -> None:
-    from edgeagent.cli import _print_json as print_json
-
-    print_json(data)
-
-
-def _human_bytes(size) -> str:
-    from edgeagent.cli import _human_bytes as human
-
-    return human(size)
-
-
-def _settings(**overrides):
-    from edgeagent.cli import _settings as settings
-
-    return settings(**overrides)
+from edgeagent.cli_output import echo as _echo
+from edgeagent.cli_output import human_bytes as _human_bytes
+from edgeagent.cli_output import print_json as _print_json
+from edgeagent.config import load_settings as _settings
 
 
 @click.group()

@@ -388,7 +388,7 @@ def test_answer_confidence_without_evidence_is_zero():
 
 
 def test_terminal_control_sequences_never_reach_the_terminal():
-    from edgeagent.cli import terminal_safe
+    from edgeagent.cli_output import terminal_safe
 
     hostile = "ok\x1b]52;c;SGVsbG8=\x07\x1b[2J\u202egnp.exe\x9b31m\nnext\tline"
     shown = terminal_safe(hostile)

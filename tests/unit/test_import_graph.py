@@ -31,6 +31,7 @@ LEVELS = {
     "config": 1,
     "secrets": 1,
     "inputs": 1,
+    "cli_output": 1,
     "__init__": 1,
     "types": 0,
     "errors": 0,

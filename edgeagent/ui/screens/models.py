@@ -43,21 +43,12 @@ class ModelChoice:
     file: str = ""
 
 
-def human_size(size: int | None) -> str:
-    if not size:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 def model_choices(settings) -> list[ModelChoice]:
     """The catalog's instruct models that fit this machine (best first), then the others
     that are installed; offline, those not installed cannot be picked."""
     import psutil
 
+    from edgeagent.cli_output import human_bytes
     from edgeagent.runtime.catalog import is_installed, load_catalog, recommend_with_reasons
     from edgeagent.runtime.threads import physical_cores
 
@@ -70,7 +61,7 @@ def model_choices(settings) -> list[ModelChoice]:
         installed = is_installed(entry, settings)
         if entry.id not in {e.id for e, _ in ranked} and not installed:
             continue
-        where = "installed" if installed else f"{human_size(entry.size_bytes)} from {entry.source}"
+        where = "installed" if installed else f"{human_bytes(entry.size_bytes)} from {entry.source}"
         if not installed and settings.offline:
             where += " (offline: cannot be pulled now; run without --offline to get it)"
         detail = f"{where} · {reason}" + (f" · {entry.good_for}" if entry.good_for else "")
