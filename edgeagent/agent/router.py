@@ -314,11 +314,9 @@ class Router:
 
     def close(self) -> None:
         """Close the client this router created (a given client stays with its owner)."""
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            client.close()
-        if not self._owns_client:
-            self._client = client
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def route_request(
