@@ -1,15 +1,15 @@
 """Past conversations: list (newest first), search their messages, rename, delete, export.
 
-Search uses the full-text index on messages (migration ``m004_message_search``, stemmed, all
-words) when this SQLite has FTS5, else a substring match; either way a conversation is found by
-any of its messages or its title.
+Search finds a conversation by its title or any of its messages: substring matches (so a word
+half typed in the app's search box already finds it), plus stemmed whole-word matches from the
+full-text index on messages (migration ``m004_message_search``) when this SQLite has FTS5.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from edgeagent.errors import StoreError
 from edgeagent.types import Message
@@ -44,7 +44,8 @@ def _like(text: str) -> str:
 
 
 def _matching_ids(store, query: str) -> set[str] | None:
-    """Conversation ids whose messages or title match ``query`` (None: no query)."""
+    """Conversation ids whose title or messages contain ``query``, or whose messages match it
+    word by word, stemmed (FTS5); None for an empty query."""
     query = (query or "").strip()
     if not query:
         return None
@@ -155,6 +156,14 @@ def export_json(store, conversation_id: str) -> str:
     return json.dumps(record, ensure_ascii=False, indent=2, default=str)
 
 
+def cost_line(request: dict) -> str:
+    """``local · 2.10 s · 34.60 J (estimate)`` for a request of ``conversation_record``."""
+    return (
+        f"{request.get('route') or 'local'} · {request.get('latency_s') or 0:.2f} s · "
+        f"{request.get('energy_j') or 0:.2f} J ({request.get('energy_source') or '?'})"
+    )
+
+
 def export_markdown(store, conversation_id: str) -> str:
     """The conversation as markdown: each request, its calls, the answer and what it cost."""
     record = conversation_record(store, conversation_id)
@@ -174,11 +183,7 @@ def export_markdown(store, conversation_id: str) -> str:
         if request["calls"]:
             lines.append("")
         lines += [request.get("answer") or "(no answer)", ""]
-        cost = (
-            f"{request.get('route') or 'local'} · {request.get('latency_s') or 0:.2f} s · "
-            f"{request.get('energy_j') or 0:.2f} J ({request.get('energy_source') or '?'})"
-        )
-        lines += [f"_{cost}_", ""]
+        lines += [f"_{cost_line(request)}_", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -205,19 +210,14 @@ def resumed_history(store, conversation_id: str) -> list[Message]:
     ]
 
 
-def summary_dict(summary: ConversationSummary) -> dict:
-    """A summary as plain data (for --json output)."""
-    return asdict(summary)
-
-
 __all__ = [
     "ConversationSummary",
     "conversation_record",
+    "cost_line",
     "delete_conversation",
     "export_json",
     "export_markdown",
     "list_conversations",
     "rename_conversation",
     "resumed_history",
-    "summary_dict",
 ]

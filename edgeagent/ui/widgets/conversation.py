@@ -395,6 +395,8 @@ class ConversationLog(VerticalScroll, can_focus=False):
     def replay(self, record: dict) -> None:
         """Draw a stored conversation (``store.conversations.conversation_record``): each
         request, its calls as one line each, the answer and what it cost."""
+        from edgeagent.store.conversations import cost_line
+
         for request in record["requests"]:
             self.add_user(request["prompt"])
             for call in request["calls"]:
@@ -403,11 +405,7 @@ class ConversationLog(VerticalScroll, can_focus=False):
             final = AnswerMessage(request["id"], draft=False)
             final.finish(request.get("answer") or "")
             self._add(final)
-            cost = (
-                f"{request.get('route') or 'local'} · {request.get('latency_s') or 0:.2f} s · "
-                f"{request.get('energy_j') or 0:.2f} J ({request.get('energy_source') or '?'})"
-            )
-            self._add(TurnMeta(cost))
+            self._add(TurnMeta(cost_line(request)))
         self._draft = None
 
     def clear(self) -> None:
