@@ -164,12 +164,7 @@ class TrainingRenderer:
 
     def call_start_tokens(self) -> list[int]:
         """Tokens whose text starts a call (``{`` or ``[``): what a decision example avoids."""
-        llm = self.model.llama
-        return [
-            t
-            for t in range(self.model.n_vocab)
-            if llm.detokenize([t], special=False).lstrip()[:1] in (b"{", b"[")
-        ]
+        return self.model.tokens_starting((b"{", b"["), after_space=True)
 
     def close(self) -> None:
         self.model.close()

@@ -277,13 +277,18 @@ class LocalModel:
         """
         cached = getattr(self, "_call_start_tokens", None)
         if cached is None:
-            cached = [
-                t
-                for t in range(self.n_vocab)
-                if self._llm.detokenize([t], special=False)[:1] == b"{"
-            ]
-            self._call_start_tokens = cached
+            cached = self._call_start_tokens = self.tokens_starting((b"{",))
         return cached
+
+    def tokens_starting(self, starts: tuple[bytes, ...], *, after_space: bool = False) -> list[int]:
+        """Token ids whose text starts with one of ``starts`` (leading whitespace skipped with
+        ``after_space``); a scan of the whole vocabulary."""
+        found = []
+        for token in range(self.n_vocab):
+            text = self._llm.detokenize([token], special=False)
+            if (text.lstrip() if after_space else text).startswith(starts):
+                found.append(token)
+        return found
 
     def token_text(self, token: int) -> str:
         """The text of one token, special tokens included."""
