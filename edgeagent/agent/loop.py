@@ -90,6 +90,8 @@ class Agent:
         self._tools_files = tuple(tools_files)
         self._confirm = confirm
         self._auto_approve = auto_approve
+        self.router = None  # agent.router.Router, built by _use_settings
+        self.proposer: LocalProposer | None = None
         self._use_settings(self.settings)
         self._engine = engine
         self.proposer = LocalProposer(self.model, self.registry, self.settings, engine)
@@ -113,7 +115,7 @@ class Agent:
     def _use_settings(self, settings: Settings) -> None:
         """Build what depends on the settings' network switch: tool context, tools, policy,
         executor and router (the model, the proposer's engine and the history stay)."""
-        from edgeagent.agent.router import Router
+        from edgeagent.agent.router import Router  # lazily: it brings httpx (0.3 s)
         from edgeagent.tools.context import ToolContext
         from edgeagent.tools.executor import Executor
         from edgeagent.tools.policy import Policy
@@ -133,13 +135,11 @@ class Agent:
             output_cap=settings.tool_output_cap,
         )
         self.executor = Executor(self.registry, policy, self.context, self._confirm)
-        old = getattr(self, "router", None)
-        if old is not None:
-            old.close()
+        if self.router is not None:
+            self.router.close()
         self.router = Router(settings, self.remote_client)
-        proposer = getattr(self, "proposer", None)
-        if proposer is not None:
-            proposer.settings, proposer.registry = settings, self.registry
+        if self.proposer is not None:
+            self.proposer.settings, self.proposer.registry = settings, self.registry
 
     def _secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.settings.remote_api_key,) if s)
@@ -151,7 +151,6 @@ class Agent:
         RequestCancelled instead: the decode stops within one token.
         """
         if self._cancel.is_set() and not isinstance(event, TurnDone):
-            self._cancel.clear()
             raise RequestCancelled("stopped by the user", "what ran before the stop is kept")
         self._recorder(event)
         self.on_event(event)
