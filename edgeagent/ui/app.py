@@ -106,7 +106,7 @@ class EdgeAgentApp(App[None]):
         self.last_result: AgentResult | None = None
         self.last_error: str | None = None
         self._forward: Callable[[Event], None] | None = on_event
-        self._turn_done: TurnDone | None = None
+        self._turn_drawn = False  # the running request's TurnDone reached the log
         self._quitting = threading.Event()
         self._pending: set[threading.Event] = set()
         self._pending_lock = threading.Lock()
@@ -186,7 +186,7 @@ class EdgeAgentApp(App[None]):
     def _emit(self, event: Event) -> None:
         """The agent's event sink (its worker thread): forward, then post to the log."""
         if isinstance(event, TurnDone):
-            self._turn_done = event
+            self._turn_drawn = True
         if self._forward is not None:
             try:
                 self._forward(event)
@@ -337,7 +337,7 @@ class EdgeAgentApp(App[None]):
         The log draws the turn from the events (``TurnDone`` closes it); an error that ended
         the request before its ``TurnDone`` is shown as a notice here.
         """
-        self._turn_done = None
+        self._turn_drawn = False
         result, error = None, None
         try:
             result = agent.run(prompt)
@@ -350,7 +350,7 @@ class EdgeAgentApp(App[None]):
             logger.exception("request failed")
             error = f"internal error: {type(exc).__name__}: {exc}"
         stats = agent.stats()
-        drawn = self._turn_done is not None
+        drawn = self._turn_drawn
         self._from_thread(self._turn_finished, result, error, stats, drawn)
 
     def _turn_finished(
