@@ -60,9 +60,10 @@ class StoreRecorder:
 
     def _finish(self, result) -> None:
         """The request's outcome and metrics (``requests`` row)."""
-        usage, decision = result.usage, result.route
+        decision = result.route
         self.store.finish_request(
             result.request_id,
+            usage=result.usage,  # prompt, cached and output tokens, ttft (Store's convenience)
             status=result.status,
             answer=result.answer,
             route=decision.route if decision else "local",
@@ -70,10 +71,6 @@ class StoreRecorder:
             confidence=result.confidence,
             confidence_threshold=result.confidence_threshold,
             latency_s=result.latency_s,
-            ttft_s=usage.ttft_s,
-            prompt_tokens=usage.prompt_tokens,
-            cached_prompt_tokens=usage.cached_prompt_tokens,
-            output_tokens=usage.output_tokens,
             energy_j=result.energy_j,
             energy_source=result.energy_source,
             energy_estimated=result.energy_estimated,
