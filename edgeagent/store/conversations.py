@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from edgeagent.errors import StoreError
+from edgeagent.store.db import _like_escape
 from edgeagent.types import Message
 
 TITLE_CHARS = 60
@@ -38,11 +39,6 @@ def _title_from(prompt: str | None) -> str:
     return flat if len(flat) <= TITLE_CHARS else flat[: TITLE_CHARS - 1] + "…"
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _matching_ids(store, query: str) -> set[str] | None:
     """Conversation ids whose title or messages contain ``query``, or whose messages match it
     word by word, stemmed (FTS5); None for an empty query."""
@@ -61,7 +57,7 @@ def _matching_ids(store, query: str) -> set[str] | None:
             ids = {r["id"] for r in rows}
         except StoreError:
             ids = set()
-    pattern = _like(query)
+    pattern = f"%{_like_escape(query)}%"
     rows = store.query(
         "SELECT id FROM conversations WHERE title LIKE ? ESCAPE '\\' UNION "
         "SELECT conversation_id FROM messages WHERE content LIKE ? ESCAPE '\\'",
